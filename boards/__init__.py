@@ -1,0 +1,1 @@
+"""Board top-levels, bitstream builds and flashing."""

@@ -1,0 +1,1 @@
+"""Host library: network API, device API and its backends, CLI."""
