@@ -1,0 +1,362 @@
+"""The golden model against an independent scalar reading of docs/core-model.md.
+
+``tests/scalar_reference.py`` transcribes §3 and §4 of the document one synapse at a time with
+plain Python ints, walking synapses and neurons in reverse order. Here both run on random core
+images (random registers within their legal ranges, random neuron parameters biased so that
+neurons fire, random synapse words including frozen, disabled, tagged and above-W_MAX ones, random
+initial state) with random input spikes and learn flags, and every tick's spikes, neuron state,
+traces, tick counter and every synapse word are compared. A coverage test checks that the runs
+exercise spikes, LTP, LTD, consolidation, WTA, refractoriness, recurrent delivery and θ
+adaptation and decay, so that agreement is not vacuous.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from plasticore.config import NEURON_PARAM_FIELDS, REGISTERS, CoreConfig
+from plasticore.image import CoreImage, NeuronState
+from plasticore.sim.model import GoldenModel
+
+from scalar_reference import ScalarCore, coin, hash32, key, rand, sr, syn_unpack
+
+SEEDS = list(range(12))
+TICKS = 60
+
+_PARAM = {f.name: f for f in NEURON_PARAM_FIELDS}
+_REG = {r.name: r for r in REGISTERS}
+
+
+# --- Known answers of §3.2 and §3.3 -----------------------------------------------------------
+
+@pytest.mark.parametrize("x, expected", [
+    (0x00000000, 0x5F1CA58D),
+    (0x00000001, 0x8F92950D),
+    (0x12345678, 0x09F82BDF),
+    (0xFFFFFFFF, 0x210F9AE1),
+])
+def test_hash_known_answers(x, expected):
+    assert hash32(x) == expected, f"H({x:#010x}) = {hash32(x):#010x}, doc says {expected:#010x}"
+
+
+@pytest.mark.parametrize("t, expected", [(0, 0xA9E1E107), (1, 0xE535009F)])
+def test_key_known_answers(t, expected):
+    assert key(t, 1) == expected, f"KEY({t}) = {key(t, 1):#010x}, doc says {expected:#010x}"
+
+
+def test_rand_known_answer():
+    got = rand(key(5, 1), 2, 3, 7)
+    assert got == 0xD4883601, f"RAND(2, 3, 7) at t = 5 = {got:#010x}, doc says 0xD4883601"
+
+
+def test_hash_is_a_permutation_on_a_sample():
+    rng = np.random.default_rng(99)
+    xs = {int(a) for a in rng.integers(0, 2**32, 20000, dtype=np.uint64)}
+    assert len({hash32(x) for x in xs}) == len(xs)
+
+
+def test_sr_and_coin_known_answers():
+    for r in range(64):
+        assert sr(5, 2, r) == (2 if r % 4 == 0 else 1)
+        assert sr(8, 2, r) == 2
+        assert sr(37, 0, r) == 37
+    # SR is exactly unbiased over a full period of its random bits
+    for n in (0, 1, 5, 77, 65025):
+        for s in (0, 1, 3, 8):
+            assert sum(sr(n, s, r) for r in range(2**s)) == n
+    # COIN(k) comes up for exactly 256 >> k of the 256 top bytes; never for k > 8
+    for k in range(12):
+        ups = sum(coin(k, top << 24) for top in range(256))
+        assert ups == (256 >> k if k <= 8 else 0)
+
+
+# --- Random images ----------------------------------------------------------------------------
+
+def _pick(rng, lo, hi, active=None, p_active=0.75):
+    """An int in lo..hi; with probability p_active from the narrower ``active`` range."""
+    if active is not None and rng.random() < p_active:
+        lo, hi = max(lo, active[0]), min(hi, active[1])
+    return int(rng.integers(lo, hi + 1))
+
+
+def random_registers(rng) -> dict:
+    regs = {}
+    gates = [_pick(rng, 0, 15, (0, 3)) for _ in range(7)]
+    for p, g in enumerate(gates):
+        regs[f"GATE_SHIFT_{p}"] = g
+    room = _REG["SHIFT_PLUS"].hi - max(gates)       # SHIFT + max(GATE) <= 24 (validate())
+    regs["SHIFT_PLUS"] = _pick(rng, 0, room, (0, min(room, 9)))
+    regs["SHIFT_MINUS"] = _pick(rng, 0, room, (0, min(room, 10)))
+    regs["SEED"] = int(rng.integers(0, 2**32, dtype=np.uint64))
+    regs["W_MAX"] = _pick(rng, 1, 255, (100, 255))
+    regs["LTP_EN"] = int(rng.random() < 0.85)
+    regs["LTD_EN"] = int(rng.random() < 0.85)
+    regs["SOFT_BOUNDS"] = int(rng.integers(0, 2))
+    regs["A_PLUS"] = _pick(rng, 0, 255, (32, 255))
+    regs["A_MINUS"] = _pick(rng, 0, 255, (32, 255))
+    regs["X_DECAY_SHIFT"] = _pick(rng, 0, 15, (1, 4))
+    regs["Y_DECAY_SHIFT"] = _pick(rng, 0, 15, (1, 4))
+    regs["X_INC"] = _pick(rng, 0, 255, (64, 255))
+    regs["Y_INC"] = _pick(rng, 0, 255, (64, 255))
+    regs["TRACE_ALL_TO_ALL"] = int(rng.integers(0, 2))
+    regs["CONSOL_EN"] = int(rng.random() < 0.85)
+    regs["CONSOL_Q0"] = _pick(rng, 0, 15, (0, 2))
+    regs["CONSOL_QS"] = _pick(rng, 0, 3)
+    regs["CONSOL_C_MAX"] = _pick(rng, 1, 8, (1, 3))
+    regs["P_LEARN_MAX"] = _pick(rng, 0, 6, (2, 6))
+    regs["TH_SHIFT"] = _pick(rng, 0, 15, (0, 4))
+    regs["TH_DECAY_SHIFT"] = _pick(rng, 0, 16, (0, 6))
+    regs["TH_DECAY_PERIOD"] = _pick(rng, 0, 15, (0, 2))
+    assert set(regs) == set(_REG), set(_REG) ^ set(regs)
+    for name, value in regs.items():
+        r = _REG[name]
+        assert r.lo <= value <= r.hi, (name, value)
+    return regs
+
+
+def random_image(seed: int, sizes: tuple | None = None) -> CoreImage:
+    """A random valid image; ``sizes`` = (n_inputs, n_neurons, n_recurrent) overrides the draw."""
+    rng = np.random.default_rng(seed)
+    n_inputs = int(rng.integers(3, 13))
+    n_neurons = int(rng.integers(2, 11))
+    n_recurrent = int(rng.integers(0, n_neurons + 1))
+    if sizes is not None:
+        n_inputs, n_neurons, n_recurrent = sizes
+    cfg = CoreConfig(n_inputs=n_inputs, n_neurons=n_neurons, n_recurrent=n_recurrent)
+    n, s = cfg.n_neurons, cfg.n_sources
+
+    regs = random_registers(rng)
+
+    def field(name, lo, hi, p_full=0.15):
+        f = _PARAM[name]
+        full = rng.integers(f.lo, f.hi + 1, n)
+        narrow = rng.integers(max(f.lo, lo), min(f.hi, hi) + 1, n)
+        return np.where(rng.random(n) < p_full, full, narrow).astype(np.int64)
+
+    params = {
+        "threshold": field("threshold", 0, 400),
+        "wta": (rng.random(n) < 0.5).astype(np.int64),
+        "reset": field("reset", -300, 100),
+        "bias": field("bias", -40, 200, p_full=0.1),
+        "leak_shift": field("leak_shift", 0, 15, p_full=0.0),
+        "refractory": field("refractory", 0, 4),
+        "th_plus": field("th_plus", 0, 255, p_full=0.0),
+    }
+    assert set(params) == set(_PARAM)
+
+    inhibitory = rng.random(s) < 0.25
+    w = rng.integers(0, 256, (s, n))
+    p = np.where(rng.random((s, n)) < 0.12, 7, rng.integers(0, 7, (s, n)))
+    c = rng.integers(0, 8, (s, n))
+    tag = rng.integers(0, 2, (s, n))
+    en = (rng.random((s, n)) < 0.85).astype(np.int64)
+    words = (w << 8) | (p << 5) | (c << 2) | (tag << 1) | en
+    synapses = words.astype(np.uint16)
+
+    v = np.where(rng.random(n) < 0.2, rng.integers(-32768, 32768, n),
+                 rng.integers(-200, 400, n))
+    th = np.where(rng.random(n) < 0.2, rng.integers(0, 65536, n), rng.integers(0, 300, n))
+    # "extreme" neurons: out of reach thresholds, no leak, v at a rail and a small bias pulling
+    # away from it, theta near the top, so that saturation of v (and whether it is applied
+    # before or after the bias) and of theta is exercised
+    extreme = rng.random(n) < 0.2
+    rail = rng.choice([-1, 1], n)
+    params["threshold"] = np.where(extreme, rng.integers(20000, 32768, n), params["threshold"])
+    params["leak_shift"] = np.where(extreme, 15, params["leak_shift"])
+    params["bias"] = np.where(extreme, -rail * rng.integers(1, 300, n), params["bias"])
+    v = np.where(extreme, rail * rng.integers(32000, 32768, n), v)
+    th = np.where(extreme | (rng.random(n) < 0.1), rng.integers(65000, 65536, n), th)
+    t0 = int(rng.choice([0, int(rng.integers(0, 2**32, dtype=np.uint64)), 2**32 - TICKS // 2]))
+    state = NeuronState(
+        v=v.astype(np.int64), th=th.astype(np.int64),
+        ref=rng.integers(0, 16, n).astype(np.int64),
+        y=rng.integers(0, 256, n).astype(np.int64),
+        x=rng.integers(0, 256, s).astype(np.int64),
+        last_spikes=rng.random(n) < 0.5, t=t0)
+
+    return CoreImage(config=cfg, registers=regs, neuron_params=params,
+                     source_inhibitory=inhibitory, synapses=synapses, state=state).validate()
+
+
+def random_stimulus(seed: int, n_inputs: int):
+    rng = np.random.default_rng(10_000 + seed)
+    rate = rng.uniform(0.15, 0.6)
+    spikes = rng.random((TICKS, n_inputs)) < rate
+    learn = rng.random(TICKS) < 0.8
+    return spikes, learn
+
+
+# --- Comparison -------------------------------------------------------------------------------
+
+def _describe_word(word: int) -> str:
+    f = syn_unpack(int(word))
+    return f"{int(word):#06x} (w={f['w']} p={f['p']} c={f['c']} tag={f['tag']} en={f['en']})"
+
+
+def first_difference(tick: int, model, model_spikes, ref: ScalarCore, ref_spikes) -> str | None:
+    """The first mismatch between the model and the reference after ``tick``, or None."""
+    n = ref.n_neurons
+    ms = [bool(b) for b in np.asarray(model_spikes).tolist()]
+    rs = [j in set(ref_spikes) for j in range(n)]
+    if len(ms) != n:
+        return f"tick {tick}: spikes has length {len(ms)}, expected {n}"
+    for j in range(n):
+        if ms[j] != rs[j]:
+            return f"tick {tick}: field spike, neuron {j}: model={ms[j]} reference={rs[j]}"
+    st = model.state
+    for name, what in (("v", "neuron"), ("th", "neuron"), ("ref", "neuron"), ("y", "neuron"),
+                       ("x", "source"), ("last_spikes", "neuron")):
+        mv = [int(a) for a in np.asarray(getattr(st, name)).tolist()]
+        rv = [int(a) for a in getattr(ref, name)]
+        if len(mv) != len(rv):
+            return f"tick {tick}: field {name} has length {len(mv)}, expected {len(rv)}"
+        for i, (a, b) in enumerate(zip(mv, rv)):
+            if a != b:
+                return f"tick {tick}: field {name}, {what} {i}: model={a} reference={b}"
+    if int(st.t) != ref.t:
+        return f"tick {tick}: field t: model={int(st.t)} reference={ref.t}"
+    msyn = np.asarray(model.synapses)
+    if msyn.shape != (ref.n_sources, n):
+        return f"tick {tick}: synapses has shape {msyn.shape}, expected {(ref.n_sources, n)}"
+    rows = msyn.tolist()
+    for s in range(ref.n_sources):
+        for j in range(n):
+            a, b = int(rows[s][j]), ref.synapses[s][j]
+            if a != b:
+                return (f"tick {tick}: field synapse, synapse (s={s}, j={j}): "
+                        f"model={_describe_word(a)} reference={_describe_word(b)}")
+    return None
+
+
+def run_side_by_side(image: CoreImage, spikes, learn, label: str):
+    """Run model and reference on ``image``; return (first mismatch or None, event counts)."""
+    ref = ScalarCore(image.copy())
+    model = GoldenModel(image.copy())
+    # the initial state must already agree
+    mismatch = first_difference(-1, model, np.zeros(image.config.n_neurons, bool), ref, [])
+    if mismatch is not None:
+        return f"{label}, before the first tick: {mismatch}", Counter(ref.events)
+    for tick in range(len(learn)):
+        ref_out = ref.tick(spikes[tick].tolist(), bool(learn[tick]))
+        model_out = model.tick(spikes[tick].copy(), learn=bool(learn[tick]))
+        mismatch = first_difference(tick, model, model_out, ref, ref_out)
+        if mismatch is not None:
+            cfg = image.config
+            return (f"{label} ({cfg.n_inputs} inputs, {cfg.n_neurons} neurons, "
+                    f"{cfg.n_recurrent} recurrent), learn={bool(learn[tick])}: {mismatch}",
+                    Counter(ref.events))
+    return None, Counter(ref.events)
+
+
+@functools.lru_cache(maxsize=None)
+def run_seed(seed: int, sizes: tuple | None = None):
+    """The random image and stimulus of ``seed``, run side by side."""
+    image = random_image(seed, sizes)
+    spikes, learn = random_stimulus(seed, image.config.n_inputs)
+    return run_side_by_side(image, spikes, learn, f"seed {seed}")
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_model_matches_scalar_reference(seed):
+    mismatch, events = run_seed(seed)
+    assert mismatch is None, mismatch
+    assert events["spikes"] > 0, f"seed {seed}: no neuron ever spiked, the comparison is vacuous"
+
+
+#: Events that must happen at least once across the seeds for the comparison to mean something.
+REQUIRED_EVENTS = (
+    "spikes", "ltp_weight_increase", "ltd_weight_decrease", "ltp_writes", "ltd_writes",
+    "consol_count", "consol_promotion", "consol_decrement", "wta_competition",
+    "wta_pool_reset_loser", "refractory_skip", "recurrent_events", "th_increase", "th_decay",
+    "v_saturated", "v_saturation_order_matters", "th_saturated", "t_wrap",
+)
+
+
+def test_comparison_is_not_vacuous():
+    total = Counter()
+    for seed in SEEDS:
+        total.update(run_seed(seed)[1])
+    missing = [e for e in REQUIRED_EVENTS if total[e] == 0]
+    assert not missing, f"events never exercised across seeds {SEEDS}: {missing}; counts {total}"
+
+
+
+#: Edge sizes: no input axons (recurrent drive only), one neuron, every neuron recurrent, one
+#: input and no recurrence.
+EDGE_SIZES = [(0, 4, 4), (0, 1, 1), (5, 1, 0), (6, 1, 1), (4, 6, 6), (1, 3, 0)]
+
+
+@pytest.mark.parametrize("sizes", EDGE_SIZES, ids=lambda z: "in%d-n%d-rec%d" % z)
+@pytest.mark.parametrize("seed", [100, 101])
+def test_model_matches_scalar_reference_edge_sizes(seed, sizes):
+    mismatch, _ = run_seed(seed, sizes)
+    assert mismatch is None, mismatch
+
+
+def _tie_image(n_pool: int, first: int) -> CoreImage:
+    """``n_pool`` identical WTA neurons from index ``first`` on, non-pool neurons around them:
+    every pool candidate ties, every tick."""
+    cfg = CoreConfig(n_inputs=2, n_neurons=first + n_pool + 1, n_recurrent=1)
+    image = CoreImage.blank(cfg)
+    n = cfg.n_neurons
+    image.neuron_params["threshold"][:] = 10
+    image.neuron_params["wta"][first:first + n_pool] = 1
+    image.neuron_params["reset"][:] = -5
+    image.neuron_params["refractory"][:] = 0
+    image.neuron_params["th_plus"][:] = 0       # the winner's threshold must not move away
+    image.synapses[:] = (50 << 8) | (1 << 5)    # en = 0: learning must not break the tie
+    image.state.th[:] = 3
+    image.state.y[:] = 100
+    image.state.x[:] = 200
+    assert n == first + n_pool + 1
+    return image.validate()
+
+
+@pytest.mark.parametrize("n_pool, first", [(2, 0), (3, 1), (4, 2)])
+def test_wta_tie_goes_to_the_lowest_index(n_pool, first):
+    """§4 C: the winner is the pool candidate with the largest v - thr, the lowest index on a tie.
+    Ties are too rare in the random images to test this there."""
+    image = _tie_image(n_pool, first)
+    ticks = 6
+    spikes = np.ones((ticks, image.config.n_inputs), bool)
+    learn = np.ones(ticks, bool)
+    mismatch, events = run_side_by_side(image, spikes, learn, f"tie n_pool={n_pool}")
+    assert mismatch is None, mismatch
+    assert events["wta_tie"] >= ticks, events
+    ref = ScalarCore(image.copy())
+    model = GoldenModel(image.copy())
+    out = model.tick(spikes[0].copy(), learn=True)
+    expected = list(range(first)) + [first, first + n_pool]   # non-pool neurons fire too
+    assert ref.tick(spikes[0].tolist(), True) == expected
+    assert np.flatnonzero(out).tolist() == expected
+
+
+@pytest.mark.parametrize("q0", [7, 8, 9])
+def test_consolidation_coin_boundary(q0):
+    """§3.3: COIN(k) comes up with probability 2^-k for k <= 8 and never for k > 8. The random
+    images toss too few coins to tell k = 8 from k = 9 apart, so here every one of 64 x 16
+    synapses is potentiated (hard bounds: a step > 0 every time) on every tick."""
+    cfg = CoreConfig(n_inputs=64, n_neurons=16, n_recurrent=0)
+    image = CoreImage.blank(cfg)
+    regs = image.registers
+    regs.update(SOFT_BOUNDS=0, A_PLUS=1, SHIFT_PLUS=0, LTD_EN=0, CONSOL_Q0=q0, CONSOL_QS=0,
+                CONSOL_C_MAX=1, P_LEARN_MAX=6, SEED=12345)
+    for p in range(7):
+        regs[f"GATE_SHIFT_{p}"] = 0
+    image.neuron_params["threshold"][:] = 0
+    image.synapses[:] = (10 << 8) | 1
+    ticks = 8
+    spikes = np.ones((ticks, cfg.n_inputs), bool)
+    mismatch, events = run_side_by_side(image.validate(), spikes, np.ones(ticks, bool),
+                                        f"coin q0={q0}")
+    assert mismatch is None, mismatch
+    assert events["ltp_writes"] + events["consol_promotion"] > 0
+    draws = ticks * cfg.n_inputs * cfg.n_neurons
+    if q0 <= 8:
+        assert events["consol_promotion"] > 0.25 * draws / 2**q0, events
+    else:
+        assert events["consol_promotion"] == 0, events
