@@ -1,0 +1,905 @@
+"""The plasticore core: neurons, synapse memory, learning engine and tick sequencer.
+
+The core computes exactly what ``docs/core-model.md`` defines, one tick per ``TICK`` command, and
+is driven through a command port (a stream of :data:`Command` in, a stream of :data:`Response`
+out) through which a host or a testbench loads the core image, injects input spikes, runs ticks
+and reads everything back.
+
+Microarchitecture
+-----------------
+The synapse memory is split into ``banks`` banks with **skewed** storage: synapse ``(s, j)``
+lives in bank ``(s + j) mod B`` at address ``s * (N / B) + j div B``. A row walk (the synapses
+of one source, phase B) and a column walk (the synapses onto one neuron, phase D) therefore both
+touch every bank on every step, so ``B`` synapses move per step in either direction. Lane ``m``
+of the learning engine meets bank ``(m + rot) mod B``, where ``rot`` is ``s mod B`` in a row
+walk and ``j mod B`` in a column walk. Per-neuron walk data (input current ``I``, postsynaptic
+trace ``y``, refractory count) sits in lane memories by ``j mod B``; per-source data (trace
+``x``, sign, pending event) by ``s mod B``.
+
+A walk step goes down one pipeline: read (bank, lane memories, and a draw from the lane's hash
+pipeline), add the weight to ``I`` (row walks), :class:`~.datapath.SynapseUpdate`, write back.
+Within a walk every address is distinct and walks of one phase touch disjoint words, so the
+pipeline issues back to back; it drains between phases. With block RAM (separate read and
+write ports) a step issues every cycle; with single-ported SPRAM a learning walk issues every
+other cycle, reads on even and write-backs on odd cycles, so both kinds keep every port busy.
+"""
+
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..config import (LEAK_OFF, REGISTERS, STREAM_LTD, STREAM_LTP, CoreConfig)
+from .datapath import CURRENT_BITS, NeuronUpdate, SynapseUpdate, bump, decay
+from .layouts import NeuronParams, Registers, SynapseWord, register_field
+from .rng import HashPipeline
+from .synmem import MEMORY_KINDS, SynapseBank
+
+__all__ = ["Core", "Op", "Space", "Kind", "Status", "Command", "Response", "ADDRESS_BITS"]
+
+ADDRESS_BITS = 28
+_INDEX_BITS = 14
+
+
+class Op(enum.Enum, shape=2):
+    """What a command does."""
+    READ = 0    #: respond with the word at (space, addr)
+    WRITE = 1   #: write data to (space, addr); no response
+    SPIKE = 2   #: input axon ``addr`` spikes in the next tick; no response
+    TICK = 3    #: run one tick (data bit 0: learn); responds SPIKE per spike, then TICK_DONE
+
+
+class Space(enum.Enum, shape=3):
+    """Address spaces of the command port."""
+    REG = 0     #: global register ``addr`` (see plasticore.config.REGISTERS)
+    SYN = 1     #: synapse word; addr = source << 14 | neuron
+    NPARAM = 2  #: neuron parameters; addr = neuron << 1 | half (bits 31:0, 63:32)
+    NSTATE = 3  #: neuron state; addr = neuron << 1 | half: 0 = v | th << 16, 1 = ref | y << 4
+    SOURCE = 4  #: source state; addr = source: x | inhibitory << 8 | pending << 9
+    STATUS = 5  #: counters and configuration (see Status); writable: T, and CLEAR
+
+
+class Kind(enum.Enum, shape=2):
+    """What a response carries."""
+    DATA = 0       #: the word a READ asked for
+    SPIKE = 1      #: a neuron that spiked in the tick (data = neuron index)
+    TICK_DONE = 2  #: the tick finished (data = its tick number)
+    ERROR = 3      #: the command was refused and changed nothing (data = its addr)
+
+
+class Status(enum.IntEnum):
+    """Addresses of the STATUS space."""
+    T = 0                  #: tick counter (read/write)
+    CLEAR = 1              #: write: clear the counters below; read: ticks run
+    PRE_EVENTS = 2
+    SYNAPTIC_OPS = 3
+    POST_SPIKES = 4
+    LTD_WRITES = 5
+    LTP_WRITES = 6
+    LAST_TICK_CYCLES = 7   #: clock cycles the last tick took, command to TICK_DONE
+    TICK_CYCLES = 8        #: clock cycles of all ticks
+    BANK_ACCESSES = 9      #: synapse-bank reads plus writes during walks
+    WALK_CYCLES = 10       #: cycles in which a walk was issuing or in flight
+    CONFIG_SIZES = 11      #: n_inputs | n_neurons << 16 (read-only)
+    CONFIG_CORE = 12       #: n_recurrent | banks << 16 | spram << 24 (read-only)
+    FLAGS = 13             #: bit 0: a single-ported bank was read and written in one cycle
+
+
+#: What the command port takes.
+Command = data.StructLayout({"op": Op, "space": Space, "addr": ADDRESS_BITS, "data": 32})
+#: What the response port gives.
+Response = data.StructLayout({"kind": Kind, "data": 32})
+
+_COUNTERS = (Status.CLEAR, Status.PRE_EVENTS, Status.SYNAPTIC_OPS, Status.POST_SPIKES,
+             Status.LTD_WRITES, Status.LTP_WRITES, Status.LAST_TICK_CYCLES, Status.TICK_CYCLES,
+             Status.BANK_ACCESSES, Status.WALK_CYCLES)
+
+_NLane = data.StructLayout({"current": signed(CURRENT_BITS), "y": 8, "ref": 4})
+_SLane = data.StructLayout({"x": 8, "inh": 1, "pending": 1})
+_NState = data.StructLayout({"v": signed(16), "th": 16})
+
+
+def _log2(n):
+    return n.bit_length() - 1
+
+
+class Core(wiring.Component):
+    """A plasticore core.
+
+    Contract
+    --------
+    Commands are taken one at a time: ``cmd.ready`` is high only while the core is idle, and a
+    command runs to completion (including every response it produces) before the next is taken.
+    Responses follow the stream rules; a response that is not taken holds the core (a tick
+    waits with its spikes), so nothing is ever dropped. READ produces one DATA response; WRITE
+    and SPIKE produce none; TICK produces a SPIKE response for each neuron that fired (in no
+    particular order), then TICK_DONE; any command with an out-of-range address, register value
+    or space produces one ERROR response and changes nothing. ``SPIKE`` marks an input axon as
+    spiking in the next tick (twice is the same as once).
+
+    Reset sets the registers to their defaults, the tick counter and all counters to 0, and
+    leaves the memories as they were: a host loads a complete image before running.
+
+    Parameters
+    ----------
+    config : CoreConfig
+        Sizes; ``n_inputs``, ``n_neurons`` and ``n_recurrent`` must be multiples of ``banks``.
+    banks : int
+        Synapse memory banks, a power of two from 1 to 16.
+    memory : "bram" or "spram"
+        Kind of synapse bank (see :class:`~.synmem.SynapseBank`).
+    hash_rounds_per_stage : int
+        Rounds of the random-number permutation between pipeline registers (1, 2, 4 or 8).
+
+    Members
+    -------
+    cmd : In(stream.Signature(Command))
+    rsp : Out(stream.Signature(Response))
+    busy : Out(1)
+        A command is in progress.
+    """
+
+    def __init__(self, config: CoreConfig, *, banks: int = 4, memory: str = "bram",
+                 hash_rounds_per_stage: int = 2):
+        if not isinstance(config, CoreConfig):
+            raise TypeError(f"config must be a CoreConfig, not {config!r}")
+        if banks not in (1, 2, 4, 8, 16):
+            raise ValueError(f"banks must be 1, 2, 4, 8 or 16, not {banks!r}")
+        for name in ("n_inputs", "n_neurons", "n_recurrent"):
+            value = getattr(config, name)
+            if value % banks:
+                raise ValueError(f"CoreConfig.{name} = {value} must be a multiple of "
+                                 f"banks = {banks}")
+        if memory not in MEMORY_KINDS:
+            raise ValueError(f"memory must be one of {MEMORY_KINDS}, not {memory!r}")
+        self._config, self._banks, self._memory = config, banks, memory
+        if hash_rounds_per_stage not in (1, 2, 4, 8):
+            raise ValueError(f"hash_rounds_per_stage must be 1, 2, 4 or 8, not "
+                             f"{hash_rounds_per_stage!r}")
+        self._hash_rounds_per_stage = hash_rounds_per_stage
+        super().__init__({
+            "cmd": In(stream.Signature(Command)),
+            "rsp": Out(stream.Signature(Response)),
+            "busy": Out(1),
+        })
+
+    @property
+    def config(self) -> CoreConfig:
+        return self._config
+
+    @property
+    def banks(self) -> int:
+        return self._banks
+
+    @property
+    def memory(self) -> str:
+        return self._memory
+
+    @property
+    def bank_depth(self) -> int:
+        return self._config.n_sources * (self._config.n_neurons // self._banks)
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._config
+        B, LB = self._banks, _log2(self._banks)
+        N, S = cfg.n_neurons, cfg.n_sources
+        NB, SB = N // B, S // B
+        spram = self._memory == "spram"
+
+        def lane_of(index):
+            return index[:LB] if LB else Const(0, 1)
+
+        def row_of(index):
+            return index[LB:]
+
+        def rotated(values, lane, rot):
+            """values[(lane + rot) mod B] (lane a Python int, rot a signal)."""
+            if B == 1:
+                return values[0]
+            return Array(values)[(lane + rot)[:LB]]
+
+        # ---- State ---------------------------------------------------------------------------
+        regs = Signal(Registers, init={register_field(r.name): r.default for r in REGISTERS})
+        t = Signal(32)
+        counters = {c: Signal(32, name=f"count_{c.name.lower()}") for c in _COUNTERS}
+        conflict = Signal()
+
+        banks = []
+        for b in range(B):
+            bank = SynapseBank(self.bank_depth, self._memory)
+            m.submodules[f"bank{b}"] = bank
+            banks.append(bank)
+        m.d.comb += conflict.eq(Cat(bank.conflict for bank in banks).any())
+
+        def lane_memories(prefix, shape, depth):
+            reads, writes = [], []
+            for lane in range(B):
+                mem = Memory(shape=shape, depth=max(depth, 1), init=[])
+                m.submodules[f"{prefix}{lane}"] = mem
+                write = mem.write_port()
+                reads.append(mem.read_port(transparent_for=(write,)))
+                writes.append(write)
+            return reads, writes
+
+        nlane_r, nlane_w = lane_memories("nlane", _NLane, NB)
+        slane_r, slane_w = lane_memories("slane", _SLane, SB)
+
+        m.submodules.nparam = nparam_mem = Memory(shape=unsigned(64), depth=N, init=[])
+        nparam_w = nparam_mem.write_port(granularity=32)
+        nparam_r = nparam_mem.read_port()
+        params = data.View(NeuronParams, nparam_r.data)
+        m.submodules.nstate = nstate_mem = Memory(shape=_NState, depth=N, init=[])
+        nstate_w = nstate_mem.write_port()
+        nstate_r = nstate_mem.read_port(transparent_for=(nstate_w,))
+
+        PreEntry = data.StructLayout({"q": range(max(SB, 2)), "mask": B, "inh": B})
+        m.submodules.prelist = prelist_mem = Memory(shape=PreEntry, depth=max(SB, 1), init=[])
+        prelist_w, prelist_r = prelist_mem.write_port(), prelist_mem.read_port()
+        m.submodules.spikelist = spikelist_mem = Memory(shape=range(max(N, 2)), depth=N, init=[])
+        spikelist_w, spikelist_r = spikelist_mem.write_port(), spikelist_mem.read_port()
+
+        # Reads have no side effects: every memory's read port is always enabled except the
+        # synapse banks, whose reads count as port accesses.
+        for port in (*nlane_r, *slane_r, nparam_r, nstate_r, prelist_r, spikelist_r):
+            m.d.comb += port.en.eq(1)
+
+        # ---- Random numbers ------------------------------------------------------------------
+        key = Signal(32)
+        m.submodules.keyhash = keyhash = HashPipeline(self._hash_rounds_per_stage)
+        hashes = []
+        for lane in range(B):
+            h = HashPipeline(self._hash_rounds_per_stage)
+            m.submodules[f"hash{lane}"] = h
+            hashes.append(h)
+        LH = hashes[0].latency
+
+        # ---- The walk pipeline ---------------------------------------------------------------
+        # Stage 0 issues; the lane memories' data and the banks' data arrive in stage 1; draws
+        # in stage LH; SynapseUpdate takes stage LH and answers in LH + 2; with SPRAM the write
+        # stage is made odd so write-backs fall between the even read cycles.
+        bank_abits = len(banks[0].raddr)
+        Tag = data.StructLayout({
+            "valid": 1, "ltp": 1, "write": 1, "inh": 1,
+            "rot": max(LB, 1), "lane_addr": range(max(SB, NB, 2)),
+            "addr": data.ArrayLayout(bank_abits, B),
+        })
+        write_stage = LH + 2 + (1 if spram and (LH + 2) % 2 == 0 else 0)
+        tags = [Signal(Tag, name=f"tag{i}") for i in range(write_stage + 1)]
+        for i in range(1, write_stage + 1):
+            m.d.sync += tags[i].eq(tags[i - 1])
+        issue = tags[0]
+        in_flight = Signal()
+        m.d.comb += in_flight.eq(Cat(tag.valid for tag in tags[1:]).any())
+
+        walk_s = Signal(range(max(S, 2)))      # row walk: the source
+        walk_j = Signal(range(max(N, 2)))      # column walk: the neuron
+        walk_step = Signal(range(max(SB, NB, 2) + 1))
+        walk_learn = Signal()
+
+        for b, bank in enumerate(banks):
+            m.d.comb += [bank.ren.eq(issue.valid), bank.raddr.eq(issue.addr[b])]
+        for lane in range(B):
+            m.d.comb += [nlane_r[lane].addr.eq(issue.lane_addr),
+                         slane_r[lane].addr.eq(issue.lane_addr)]
+            # Row walk: lane handles neuron k*B + lane; column walk: source q*B + lane.
+            # Each field is widened to its 14 bits first: Cat packs values at their own widths.
+            index = Signal(_INDEX_BITS, name=f"draw_index{lane}")
+            source = Signal(_INDEX_BITS, name=f"draw_source{lane}")
+            neuron = Signal(_INDEX_BITS, name=f"draw_neuron{lane}")
+            m.d.comb += [index.eq(Cat(Const(lane, LB), walk_step) if LB else walk_step),
+                         source.eq(walk_s), neuron.eq(walk_j)]
+            row_word = Cat(index, source, Const(STREAM_LTD, 4))
+            col_word = Cat(neuron, index, Const(STREAM_LTP, 4))
+            m.d.comb += hashes[lane].x.eq(key ^ Mux(issue.ltp, col_word, row_word))
+
+        # Stage 1: lane data, rotated bank data, and the current update of row walks.
+        t1 = tags[1]
+        words1 = [Signal(SynapseWord, name=f"word1_{lane}") for lane in range(B)]
+        traces1 = [Signal(8, name=f"trace1_{lane}") for lane in range(B)]
+        for lane in range(B):
+            m.d.comb += [
+                words1[lane].eq(rotated([bank.rdata for bank in banks], lane, t1.rot)),
+                traces1[lane].eq(Mux(t1.ltp, slane_r[lane].data.x, nlane_r[lane].data.y)),
+            ]
+
+        # Stages 1 .. LH: lane data waits for the draw.
+        words, traces = words1, traces1
+        for stage in range(2, LH + 1):
+            next_words = [Signal(SynapseWord, name=f"word{stage}_{lane}") for lane in range(B)]
+            next_traces = [Signal(8, name=f"trace{stage}_{lane}") for lane in range(B)]
+            for lane in range(B):
+                m.d.sync += [next_words[lane].eq(words[lane]),
+                             next_traces[lane].eq(traces[lane])]
+            words, traces = next_words, next_traces
+
+        tag_draw = tags[LH]
+        updates = []
+        for lane in range(B):
+            u = SynapseUpdate()
+            m.submodules[f"update{lane}"] = u
+            updates.append(u)
+            m.d.comb += [
+                u.ltp.eq(tag_draw.ltp), u.enable.eq(tag_draw.write),
+                u.word.eq(words[lane]), u.trace.eq(traces[lane]),
+                u.draw.eq(hashes[lane].y), u.regs.eq(regs),
+            ]
+        new_words = [u.new_word for u in updates]
+        changed = [u.changed for u in updates]
+        if write_stage > LH + 2:
+            delayed_words = [Signal(SynapseWord, name=f"new_word_late{lane}") for lane in range(B)]
+            delayed_changed = [Signal(name=f"changed_late{lane}") for lane in range(B)]
+            for lane in range(B):
+                m.d.sync += [delayed_words[lane].eq(new_words[lane]),
+                             delayed_changed[lane].eq(changed[lane])]
+            new_words, changed = delayed_words, delayed_changed
+
+        tw = tags[write_stage]
+        for b, bank in enumerate(banks):
+            # Bank b holds the word of lane (b - rot) mod B.
+            lane_index = (b - tw.rot)[:LB] if LB else Const(0, 1)
+            m.d.comb += [
+                bank.wen.eq(tw.valid & tw.write),
+                bank.waddr.eq(tw.addr[b]),
+                bank.wdata.eq(Array(new_words)[lane_index] if B > 1 else new_words[0]),
+            ]
+        changes = Signal(range(B + 1))
+        m.d.comb += changes.eq(sum(changed))
+        with m.If(tw.valid & tw.write):
+            with m.If(tw.ltp):
+                m.d.sync += counters[Status.LTP_WRITES].eq(counters[Status.LTP_WRITES] + changes)
+            with m.Else():
+                m.d.sync += counters[Status.LTD_WRITES].eq(counters[Status.LTD_WRITES] + changes)
+
+        accesses = Signal(range(2 * B + 1))
+        m.d.comb += accesses.eq(sum(bank.ren + bank.wen for bank in banks))
+
+        # ---- Default drive of the shared ports ------------------------------------------------
+        # The FSM below drives the lane-memory write ports in phases A and C and for commands;
+        # the walk pipeline's stage 1 drives nlane writes in row walks (the FSM is then waiting).
+        cmd_reg = Signal(Command)
+        rsp_data = Signal(32)
+        rsp_kind = Signal(Kind)
+        m.d.comb += [self.rsp.payload.kind.eq(rsp_kind), self.rsp.payload.data.eq(rsp_data)]
+
+        learn = Signal()
+        key_first = Signal(32)
+
+        # ---- Tick state ----------------------------------------------------------------------
+        sweep = Signal(range(max(S, N, 2) + 2))       # phases A and C
+        sweep1_valid = Signal()
+        sweep1 = Signal.like(sweep)
+        pre_count = Signal(range(max(SB, 1) + 1))
+        pre_index = Signal.like(pre_count)
+        pre_mask = Signal(B)
+        pre_inh = Signal(B)
+        pre_q = Signal(range(max(SB, 2)))
+        spike_count = Signal(range(N + 1))
+        spike_index = Signal(range(N + 1))
+        best_valid = Signal()
+        best_margin = Signal(signed(19))
+        best_j = Signal(range(max(N, 2)))
+        tick_cycles = Signal(32)
+        slot = Signal()                 # SPRAM: 0 = read slot, 1 = write slot
+        m.d.sync += slot.eq(~slot)
+
+        decay_mask = Signal(16)
+        m.d.comb += decay_mask.eq((Const(1, 17) << regs.th_decay_period) - 1)
+
+        m.submodules.neuron = nu = NeuronUpdate()
+
+        # Spike bookkeeping shared by both passes of phase C.
+        def record_spike(j):
+            m.d.comb += [spikelist_w.addr.eq(spike_count), spikelist_w.data.eq(j),
+                         spikelist_w.en.eq(1)]
+            m.d.sync += spike_count.eq(spike_count + 1)
+
+        def set_pending(j, lane_data):
+            """Neuron j < n_recurrent spiked: its row has an event next tick."""
+            if cfg.n_recurrent == 0:
+                return
+            source = j + cfg.n_inputs
+            with m.If(j < cfg.n_recurrent):
+                for lane in range(B):
+                    with m.If(lane_of(source) == lane):
+                        m.d.comb += [
+                            slane_w[lane].addr.eq(row_of(source) if LB else source),
+                            slane_w[lane].data.eq(lane_data[lane]),
+                            slane_w[lane].data.pending.eq(1),
+                            slane_w[lane].en.eq(1),
+                        ]
+
+        def source_address(j):
+            source = cfg.n_inputs + j
+            return (row_of(source) if LB else source)
+
+        with m.If(self.busy):
+            m.d.sync += tick_cycles.eq(tick_cycles + 1)
+        walking = Signal()
+        with m.If(walking | in_flight):
+            m.d.sync += [
+                counters[Status.WALK_CYCLES].eq(counters[Status.WALK_CYCLES] + 1),
+                counters[Status.BANK_ACCESSES].eq(counters[Status.BANK_ACCESSES] + accesses),
+            ]
+
+        # Row walks, stage 1: I[j] += signed weight, for every lane.
+        with m.If(t1.valid & ~t1.ltp):
+            for lane in range(B):
+                old = nlane_r[lane].data
+                weight = words1[lane].w
+                m.d.comb += [
+                    nlane_w[lane].addr.eq(t1.lane_addr),
+                    nlane_w[lane].data.eq(old),
+                    nlane_w[lane].data.current.eq(Mux(t1.inh, old.current - weight,
+                                                      old.current + weight)),
+                    nlane_w[lane].en.eq(1),
+                ]
+
+        # ---- Command decoding helpers ----------------------------------------------------------
+        addr = cmd_reg.addr
+        syn_s, syn_j = addr[_INDEX_BITS:2 * _INDEX_BITS], addr[:_INDEX_BITS]
+        nrn, half = addr[1:], addr[0]
+        high_zero = addr[2 * _INDEX_BITS:] == 0 if ADDRESS_BITS > 2 * _INDEX_BITS else Const(1)
+        syn_bank = (syn_s + syn_j)[:LB] if LB else Const(0, 1)
+        syn_addr = Signal(bank_abits)
+        m.d.comb += syn_addr.eq(syn_s * NB + (syn_j >> LB))
+
+        valid_addr = Signal()
+        reg_ok = Signal()
+        with m.Switch(cmd_reg.space):
+            with m.Case(Space.REG):
+                with m.Switch(addr):
+                    for r in REGISTERS:
+                        with m.Case(r.address):
+                            m.d.comb += reg_ok.eq((cmd_reg.data >= r.lo) & (cmd_reg.data <= r.hi))
+                m.d.comb += valid_addr.eq((addr < len(REGISTERS))
+                                          & ((cmd_reg.op != Op.WRITE) | reg_ok))
+            with m.Case(Space.SYN):
+                m.d.comb += valid_addr.eq(high_zero & (syn_s < S) & (syn_j < N))
+            with m.Case(Space.NPARAM, Space.NSTATE):
+                m.d.comb += valid_addr.eq(nrn < N)
+            with m.Case(Space.SOURCE):
+                m.d.comb += valid_addr.eq(addr < S)
+            with m.Case(Space.STATUS):
+                m.d.comb += valid_addr.eq(Mux(cmd_reg.op == Op.WRITE,
+                                              (addr == Status.T) | (addr == Status.CLEAR),
+                                              addr <= Status.FLAGS))
+
+        def drive_reads_for_command():
+            """Point the read ports at the command's target (used by DECODE and CAPTURE)."""
+            for b, bank in enumerate(banks):
+                with m.If((cmd_reg.op == Op.READ) & (cmd_reg.space == Space.SYN)
+                          & (syn_bank == b)):
+                    m.d.comb += [bank.raddr.eq(syn_addr), bank.ren.eq(1)]
+            m.d.comb += [nparam_r.addr.eq(nrn), nstate_r.addr.eq(nrn)]
+            for lane in range(B):
+                m.d.comb += [nlane_r[lane].addr.eq(row_of(nrn) if LB else nrn),
+                             slane_r[lane].addr.eq(row_of(addr) if LB else addr)]
+
+        read_value = Signal(32)
+        register_value = Signal(32)
+        with m.Switch(addr):
+            for r in REGISTERS:
+                with m.Case(r.address):
+                    m.d.comb += register_value.eq(getattr(regs, register_field(r.name)))
+        status_value = Signal(32)
+        with m.Switch(addr):
+            with m.Case(Status.T):
+                m.d.comb += status_value.eq(t)
+            for c in _COUNTERS:
+                with m.Case(c):
+                    m.d.comb += status_value.eq(counters[c])
+            with m.Case(Status.CONFIG_SIZES):
+                m.d.comb += status_value.eq(cfg.n_inputs | (cfg.n_neurons << 16))
+            with m.Case(Status.CONFIG_CORE):
+                m.d.comb += status_value.eq(cfg.n_recurrent | (B << 16) | (int(spram) << 24))
+            with m.Case(Status.FLAGS):
+                m.d.comb += status_value.eq(conflict)
+        nlane_sel = Array(nlane_r)[lane_of(nrn)].data if B > 1 else nlane_r[0].data
+        slane_sel = Array(slane_r)[lane_of(addr)].data if B > 1 else slane_r[0].data
+        bank_sel = Signal(max(LB, 1))
+        with m.Switch(cmd_reg.space):
+            with m.Case(Space.REG):
+                m.d.comb += read_value.eq(register_value)
+            with m.Case(Space.SYN):
+                m.d.comb += read_value.eq(Array(bank.rdata for bank in banks)[syn_bank]
+                                          if B > 1 else banks[0].rdata)
+            with m.Case(Space.NPARAM):
+                m.d.comb += read_value.eq(Mux(half, nparam_r.data[32:], nparam_r.data[:32]))
+            with m.Case(Space.NSTATE):
+                m.d.comb += read_value.eq(Mux(half, Cat(nlane_sel.ref, nlane_sel.y),
+                                              nstate_r.data.as_value()))
+            with m.Case(Space.SOURCE):
+                m.d.comb += read_value.eq(slane_sel.as_value())
+            with m.Case(Space.STATUS):
+                m.d.comb += read_value.eq(status_value)
+
+        def respond(kind, value):
+            m.d.sync += [rsp_kind.eq(kind), rsp_data.eq(value)]
+
+        # ---- The sequencer ---------------------------------------------------------------------
+        with m.FSM(name="sequencer"):
+            with m.State("IDLE"):
+                m.d.comb += self.cmd.ready.eq(1)
+                with m.If(self.cmd.valid):
+                    m.d.sync += cmd_reg.eq(self.cmd.payload)
+                    m.next = "DECODE"
+
+            with m.State("DECODE"):
+                m.d.comb += self.busy.eq(1)
+                drive_reads_for_command()
+                with m.If(cmd_reg.op == Op.TICK):
+                    m.d.sync += [learn.eq(cmd_reg.data[0]), tick_cycles.eq(1), sweep.eq(0)]
+                    m.next = "KEY1"
+                with m.Elif(cmd_reg.op == Op.SPIKE):
+                    with m.If(high_zero & (addr < cfg.n_inputs)):
+                        m.next = "SPIKE_WRITE"
+                    with m.Else():
+                        respond(Kind.ERROR, addr)
+                        m.next = "RESPOND"
+                with m.Elif(~valid_addr):
+                    respond(Kind.ERROR, addr)
+                    m.next = "RESPOND"
+                with m.Elif(cmd_reg.op == Op.READ):
+                    m.next = "CAPTURE"
+                with m.Else():
+                    self._write(m, cmd_reg, regs, t, counters, banks, syn_bank, syn_addr,
+                                nparam_w, nstate_w, nlane_w, slane_w, nlane_r, B, LB, lane_of,
+                                row_of)
+                    m.next = "IDLE"
+
+            with m.State("CAPTURE"):
+                m.d.comb += self.busy.eq(1)
+                respond(Kind.DATA, read_value)
+                m.next = "RESPOND"
+
+            with m.State("RESPOND"):
+                m.d.comb += [self.busy.eq(1), self.rsp.valid.eq(1)]
+                with m.If(self.rsp.ready):
+                    m.next = "IDLE"
+
+            with m.State("SPIKE_WRITE"):
+                m.d.comb += self.busy.eq(1)
+                for lane in range(B):
+                    with m.If(lane_of(addr) == lane):
+                        m.d.comb += [
+                            slane_w[lane].addr.eq(row_of(addr) if LB else addr),
+                            slane_w[lane].data.eq(slane_r[lane].data),
+                            slane_w[lane].data.pending.eq(1),
+                            slane_w[lane].en.eq(1),
+                        ]
+                    m.d.comb += slane_r[lane].addr.eq(row_of(addr) if LB else addr)
+                m.next = "IDLE"
+
+            # -- Tick: the key of this tick, H(H(t) ^ SEED) -------------------------------------
+            # The input is held for LH cycles, after which the output is its hash.
+            with m.State("KEY1"):
+                m.d.comb += [self.busy.eq(1), keyhash.x.eq(t)]
+                m.d.sync += sweep.eq(sweep + 1)
+                with m.If(sweep == LH):
+                    m.d.sync += [key_first.eq(keyhash.y), sweep.eq(0)]
+                    m.next = "KEY2"
+
+            with m.State("KEY2"):
+                m.d.comb += [self.busy.eq(1), keyhash.x.eq(key_first ^ regs.seed)]
+                m.d.sync += sweep.eq(sweep + 1)
+                with m.If(sweep == LH):
+                    m.d.sync += [key.eq(keyhash.y), sweep.eq(0), pre_count.eq(0),
+                                 sweep1_valid.eq(0)]
+                    m.next = "A"
+
+            # -- Phase A: trace decay; collect this tick's presynaptic events ------------------
+            with m.State("A"):
+                m.d.comb += self.busy.eq(1)
+                last = max(SB, NB)
+                issuing = sweep < last
+                m.d.sync += [sweep1.eq(sweep), sweep1_valid.eq(issuing)]
+                with m.If(issuing):
+                    m.d.sync += sweep.eq(sweep + 1)
+                for lane in range(B):
+                    m.d.comb += [slane_r[lane].addr.eq(sweep), nlane_r[lane].addr.eq(sweep)]
+                with m.If(sweep1_valid):
+                    pending = Cat(slane_r[lane].data.pending for lane in range(B))
+                    inh = Cat(slane_r[lane].data.inh for lane in range(B))
+                    with m.If(sweep1 < SB):
+                        for lane in range(B):
+                            old = slane_r[lane].data
+                            decayed = decay(old.x, regs.x_decay_shift)
+                            m.d.comb += [
+                                slane_w[lane].addr.eq(sweep1),
+                                slane_w[lane].data.x.eq(Mux(old.pending, bump(
+                                    decayed, regs.x_inc, regs.trace_all_to_all), decayed)),
+                                slane_w[lane].data.inh.eq(old.inh),
+                                slane_w[lane].data.pending.eq(0),
+                                slane_w[lane].en.eq(1),
+                            ]
+                        with m.If(pending.any()):
+                            m.d.comb += [
+                                prelist_w.addr.eq(pre_count),
+                                prelist_w.data.q.eq(sweep1),
+                                prelist_w.data.mask.eq(pending),
+                                prelist_w.data.inh.eq(inh),
+                                prelist_w.en.eq(1),
+                            ]
+                            m.d.sync += pre_count.eq(pre_count + 1)
+                    with m.If(sweep1 < NB):
+                        for lane in range(B):
+                            old = nlane_r[lane].data
+                            m.d.comb += [
+                                nlane_w[lane].addr.eq(sweep1),
+                                nlane_w[lane].data.eq(old),
+                                nlane_w[lane].data.y.eq(decay(old.y, regs.y_decay_shift)),
+                                nlane_w[lane].en.eq(1),
+                            ]
+                with m.If(~issuing & ~sweep1_valid):
+                    m.d.sync += [pre_index.eq(0), sweep.eq(0)]
+                    m.next = "B_FETCH"
+
+            # -- Phase B: one row walk per presynaptic source -----------------------------------
+            with m.State("B_FETCH"):
+                m.d.comb += [self.busy.eq(1), prelist_r.addr.eq(pre_index)]
+                with m.If(pre_index == pre_count):
+                    m.next = "B_DRAIN"
+                with m.Else():
+                    m.d.sync += pre_index.eq(pre_index + 1)
+                    m.next = "B_ENTRY"
+
+            with m.State("B_ENTRY"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [pre_mask.eq(prelist_r.data.mask), pre_inh.eq(prelist_r.data.inh),
+                             pre_q.eq(prelist_r.data.q)]
+                m.next = "B_NEXT"
+
+            with m.State("B_NEXT"):
+                m.d.comb += self.busy.eq(1)
+                # The lowest pending lane of the entry becomes the next row walk.
+                with m.If(pre_mask == 0):
+                    m.next = "B_FETCH"
+                with m.Else():
+                    for lane in reversed(range(B)):
+                        with m.If(pre_mask[lane]):
+                            m.d.sync += walk_s.eq(pre_q * B + lane)
+                    m.d.sync += [pre_mask.eq(pre_mask & (pre_mask - 1)), walk_step.eq(0),
+                                 walk_learn.eq(learn & regs.ltd_en)]
+                    m.next = "B_WALK"
+
+            with m.State("B_WALK"):
+                m.d.comb += [self.busy.eq(1), walking.eq(1)]
+                rot = lane_of(walk_s)
+                inh = Array(pre_inh)[rot] if B > 1 else pre_inh[0]
+                may_issue = ~walk_learn | ~slot if spram else Const(1)
+                with m.If(may_issue):
+                    m.d.comb += [
+                        issue.valid.eq(1), issue.ltp.eq(0), issue.write.eq(walk_learn),
+                        issue.inh.eq(inh), issue.rot.eq(rot), issue.lane_addr.eq(walk_step),
+                    ]
+                    for b in range(B):
+                        m.d.comb += issue.addr[b].eq(walk_s * NB + walk_step)
+                    m.d.sync += walk_step.eq(walk_step + 1)
+                    with m.If(walk_step == NB - 1):
+                        m.d.sync += [counters[Status.SYNAPTIC_OPS].eq(
+                            counters[Status.SYNAPTIC_OPS] + N)]
+                        m.next = "B_NEXT"
+
+            with m.State("B_DRAIN"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(~in_flight):
+                    m.d.sync += [sweep.eq(0), sweep1_valid.eq(0), spike_count.eq(0),
+                                 best_valid.eq(0)]
+                    m.next = "C"
+
+            # -- Phase C: leak, integrate, fire ---------------------------------------------------
+            with m.State("C"):
+                m.d.comb += self.busy.eq(1)
+                issuing = sweep < N
+                m.d.sync += [sweep1.eq(sweep), sweep1_valid.eq(issuing)]
+                with m.If(issuing):
+                    m.d.sync += sweep.eq(sweep + 1)
+                self._read_neuron(m, sweep, nparam_r, nstate_r, nlane_r, slane_r, B, LB,
+                                  lane_of, row_of, source_address)
+                j = sweep1
+                nl = Array(nlane_r)[lane_of(j)].data if B > 1 else nlane_r[0].data
+                m.d.comb += [
+                    nu.params.eq(params), nu.v.eq(nstate_r.data.v),
+                    nu.th.eq(nstate_r.data.th), nu.ref.eq(nl.ref), nu.current.eq(nl.current),
+                    nu.learn.eq(learn), nu.decay_now.eq((t & decay_mask) == 0),
+                    nu.regs.eq(regs),
+                ]
+                with m.If(sweep1_valid):
+                    pool = params.wta
+                    fire = nu.candidate & ~pool
+                    m.d.comb += [
+                        nstate_w.addr.eq(j), nstate_w.en.eq(1),
+                        nstate_w.data.v.eq(Mux(fire, nu.v_fire, nu.v_rest)),
+                        nstate_w.data.th.eq(Mux(fire, nu.th_fire, nu.th_rest)),
+                    ]
+                    for lane in range(B):
+                        with m.If(lane_of(j) == lane):
+                            m.d.comb += [
+                                nlane_w[lane].addr.eq(row_of(j) if LB else j),
+                                nlane_w[lane].data.current.eq(0),
+                                nlane_w[lane].data.y.eq(Mux(fire, bump(
+                                    nl.y, regs.y_inc, regs.trace_all_to_all), nl.y)),
+                                nlane_w[lane].data.ref.eq(Mux(fire, nu.ref_fire, nu.ref_rest)),
+                                nlane_w[lane].en.eq(1),
+                            ]
+                    with m.If(fire):
+                        record_spike(j)
+                        set_pending(j, [slane_r[lane].data for lane in range(B)])
+                    with m.If(pool & nu.candidate & (~best_valid | (nu.margin > best_margin))):
+                        m.d.sync += [best_valid.eq(1), best_margin.eq(nu.margin), best_j.eq(j)]
+                with m.If(~issuing & ~sweep1_valid):
+                    m.d.sync += [sweep.eq(0), sweep1_valid.eq(0)]
+                    with m.If(best_valid):
+                        m.next = "C_POOL"
+                    with m.Else():
+                        m.d.sync += spike_index.eq(0)
+                        m.next = "D_FETCH"
+
+            # -- Phase C, winner-take-all: reset the pool, fire the winner -----------------------
+            with m.State("C_POOL"):
+                m.d.comb += self.busy.eq(1)
+                issuing = sweep < N
+                m.d.sync += [sweep1.eq(sweep), sweep1_valid.eq(issuing)]
+                with m.If(issuing):
+                    m.d.sync += sweep.eq(sweep + 1)
+                self._read_neuron(m, sweep, nparam_r, nstate_r, nlane_r, slane_r, B, LB,
+                                  lane_of, row_of, source_address)
+                j = sweep1
+                prm = params
+                nl = Array(nlane_r)[lane_of(j)].data if B > 1 else nlane_r[0].data
+                raised = Signal(17)
+                m.d.comb += raised.eq(nstate_r.data.th + prm.th_plus)
+                winner = j == best_j
+                with m.If(sweep1_valid & prm.wta):
+                    m.d.comb += [
+                        nstate_w.addr.eq(j), nstate_w.en.eq(1),
+                        nstate_w.data.v.eq(prm.reset),
+                        nstate_w.data.th.eq(Mux(winner & learn,
+                                                Mux(raised > 0xFFFF, 0xFFFF, raised),
+                                                nstate_r.data.th)),
+                    ]
+                    with m.If(winner):
+                        for lane in range(B):
+                            with m.If(lane_of(j) == lane):
+                                m.d.comb += [
+                                    nlane_w[lane].addr.eq(row_of(j) if LB else j),
+                                    nlane_w[lane].data.current.eq(0),
+                                    nlane_w[lane].data.y.eq(bump(nl.y, regs.y_inc,
+                                                                 regs.trace_all_to_all)),
+                                    nlane_w[lane].data.ref.eq(prm.refractory),
+                                    nlane_w[lane].en.eq(1),
+                                ]
+                        record_spike(j)
+                        set_pending(j, [slane_r[lane].data for lane in range(B)])
+                with m.If(~issuing & ~sweep1_valid):
+                    m.d.sync += spike_index.eq(0)
+                    m.next = "D_FETCH"
+
+            # -- Phase D: one column walk per spike -------------------------------------------------
+            with m.State("D_FETCH"):
+                m.d.comb += [self.busy.eq(1), spikelist_r.addr.eq(spike_index)]
+                with m.If((spike_index == spike_count) | ~(learn & regs.ltp_en)):
+                    m.next = "D_DRAIN"
+                with m.Else():
+                    m.d.sync += spike_index.eq(spike_index + 1)
+                    m.next = "D_ENTRY"
+
+            with m.State("D_ENTRY"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [walk_j.eq(spikelist_r.data), walk_step.eq(0)]
+                m.next = "D_WALK"
+
+            with m.State("D_WALK"):
+                m.d.comb += [self.busy.eq(1), walking.eq(1)]
+                rot = lane_of(walk_j)
+                may_issue = ~slot if spram else Const(1)
+                with m.If(may_issue):
+                    m.d.comb += [
+                        issue.valid.eq(1), issue.ltp.eq(1), issue.write.eq(1),
+                        issue.rot.eq(rot), issue.lane_addr.eq(walk_step),
+                    ]
+                    offsets = Array(Const(i * NB, bank_abits) for i in range(B))
+                    for b in range(B):
+                        lane = (b - rot)[:LB] if LB else Const(0, 1)
+                        m.d.comb += issue.addr[b].eq(walk_step * (B * NB) + offsets[lane]
+                                                     + (walk_j >> LB))
+                    m.d.sync += walk_step.eq(walk_step + 1)
+                    with m.If(walk_step == SB - 1):
+                        m.next = "D_FETCH"
+
+            with m.State("D_DRAIN"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(~in_flight):
+                    m.d.sync += spike_index.eq(0)
+                    m.next = "E_FETCH"
+
+            # -- Phase E: report the spikes, then the end of the tick --------------------------
+            with m.State("E_FETCH"):
+                m.d.comb += [self.busy.eq(1), spikelist_r.addr.eq(spike_index)]
+                with m.If(spike_index == spike_count):
+                    respond(Kind.TICK_DONE, t)
+                    m.d.sync += [
+                        t.eq(t + 1),
+                        counters[Status.CLEAR].eq(counters[Status.CLEAR] + 1),
+                        counters[Status.POST_SPIKES].eq(counters[Status.POST_SPIKES]
+                                                        + spike_count),
+                        counters[Status.LAST_TICK_CYCLES].eq(tick_cycles + 1),
+                        counters[Status.TICK_CYCLES].eq(counters[Status.TICK_CYCLES]
+                                                        + tick_cycles + 1),
+                    ]
+                    m.next = "RESPOND"
+                with m.Else():
+                    m.d.sync += spike_index.eq(spike_index + 1)
+                    m.next = "E_SPIKE"
+
+            with m.State("E_SPIKE"):
+                m.d.comb += self.busy.eq(1)
+                respond(Kind.SPIKE, spikelist_r.data)
+                m.next = "E_SEND"
+
+            with m.State("E_SEND"):
+                m.d.comb += [self.busy.eq(1), self.rsp.valid.eq(1)]
+                with m.If(self.rsp.ready):
+                    m.next = "E_FETCH"
+
+        # Pre-events are counted as phase A finds them.
+        with m.If(prelist_w.en):
+            m.d.sync += counters[Status.PRE_EVENTS].eq(
+                counters[Status.PRE_EVENTS] + sum(prelist_w.data.mask[lane] for lane in range(B)))
+
+        return m
+
+    # ---- Pieces of the FSM -------------------------------------------------------------------
+
+    @staticmethod
+    def _read_neuron(m, j, nparam_r, nstate_r, nlane_r, slane_r, B, LB, lane_of, row_of,
+                     source_address):
+        m.d.comb += [nparam_r.addr.eq(j), nstate_r.addr.eq(j)]
+        for lane in range(B):
+            m.d.comb += [nlane_r[lane].addr.eq(row_of(j) if LB else j),
+                         slane_r[lane].addr.eq(source_address(j))]
+
+    def _write(self, m, cmd_reg, regs, t, counters, banks, syn_bank, syn_addr, nparam_w,
+               nstate_w, nlane_w, slane_w, nlane_r, B, LB, lane_of, row_of):
+        addr, value = cmd_reg.addr, cmd_reg.data
+        nrn, half = addr[1:], addr[0]
+        with m.Switch(cmd_reg.space):
+            with m.Case(Space.REG):
+                with m.Switch(addr):
+                    for r in REGISTERS:
+                        with m.Case(r.address):
+                            m.d.sync += getattr(regs, register_field(r.name)).eq(value)
+            with m.Case(Space.SYN):
+                for b, bank in enumerate(banks):
+                    with m.If(syn_bank == b):
+                        m.d.comb += [bank.waddr.eq(syn_addr), bank.wdata.eq(value[:16]),
+                                     bank.wen.eq(1)]
+            with m.Case(Space.NPARAM):
+                m.d.comb += [nparam_w.addr.eq(nrn), nparam_w.data.eq(Cat(value, value)),
+                             nparam_w.en.eq(Mux(half, 0b10, 0b01))]
+            with m.Case(Space.NSTATE):
+                with m.If(half):
+                    for lane in range(B):
+                        with m.If(lane_of(nrn) == lane):
+                            m.d.comb += [
+                                nlane_w[lane].addr.eq(row_of(nrn) if LB else nrn),
+                                nlane_w[lane].data.current.eq(0),
+                                nlane_w[lane].data.ref.eq(value[:4]),
+                                nlane_w[lane].data.y.eq(value[4:12]),
+                                nlane_w[lane].en.eq(1),
+                            ]
+                with m.Else():
+                    m.d.comb += [nstate_w.addr.eq(nrn), nstate_w.data.eq(value),
+                                 nstate_w.en.eq(1)]
+            with m.Case(Space.SOURCE):
+                for lane in range(B):
+                    with m.If(lane_of(addr) == lane):
+                        m.d.comb += [slane_w[lane].addr.eq(row_of(addr) if LB else addr),
+                                     slane_w[lane].data.eq(value[:10]), slane_w[lane].en.eq(1)]
+            with m.Case(Space.STATUS):
+                with m.If(addr == Status.T):
+                    m.d.sync += t.eq(value)
+                with m.Else():
+                    for c in _COUNTERS:
+                        m.d.sync += counters[c].eq(0)

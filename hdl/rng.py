@@ -1,0 +1,69 @@
+"""The counter-based random number generator in gateware.
+
+The permutation ``H`` of ``docs/core-model.md`` (section 3.2): eight Speck32-style
+add-rotate-xor rounds with the round index as key. It needs no multiplier.
+"""
+
+from amaranth import Cat, Module, Signal, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ..config import HASH_ROT_HI, HASH_ROT_LO, HASH_ROUNDS
+
+__all__ = ["hash_rounds", "HashPipeline"]
+
+
+def hash_rounds(hi, lo, first: int, count: int):
+    """Rounds ``first .. first + count - 1`` of ``H`` as expressions on the 16-bit halves."""
+    for i in range(first, first + count):
+        hi = ((hi.rotate_right(HASH_ROT_HI) + lo)[:16] ^ i)
+        lo = lo.rotate_left(HASH_ROT_LO) ^ hi
+    return hi, lo
+
+
+class HashPipeline(wiring.Component):
+    """``y = H(x)``, pipelined.
+
+    Contract
+    --------
+    Fixed latency of :attr:`latency` cycles: the value presented on ``x`` in cycle ``n`` appears
+    on ``y`` in cycle ``n + latency``. A new value may be presented every cycle; there is no
+    handshake and no stall. With ``rounds_per_stage = 8`` the latency is 1 (one register at the
+    output). Registers reset to 0.
+
+    Parameters
+    ----------
+    rounds_per_stage : int
+        Rounds computed between two registers: 1, 2, 4 or 8. Fewer rounds per stage shorten the
+        longest path (one 16-bit adder a round) at the cost of more flip-flops.
+
+    Members
+    -------
+    x : In(32)
+    y : Out(32)
+    """
+
+    x: In(32)
+    y: Out(32)
+
+    def __init__(self, rounds_per_stage: int = 2):
+        if rounds_per_stage not in (1, 2, 4, 8):
+            raise ValueError(f"rounds_per_stage must be 1, 2, 4 or 8, not {rounds_per_stage!r}")
+        self._rounds_per_stage = rounds_per_stage
+        super().__init__()
+
+    @property
+    def latency(self) -> int:
+        return HASH_ROUNDS // self._rounds_per_stage
+
+    def elaborate(self, platform):
+        m = Module()
+        hi, lo = self.x[16:], self.x[:16]
+        for stage in range(self.latency):
+            next_hi, next_lo = hash_rounds(hi, lo, stage * self._rounds_per_stage,
+                                           self._rounds_per_stage)
+            hi = Signal(unsigned(16), name=f"hi{stage}")
+            lo = Signal(unsigned(16), name=f"lo{stage}")
+            m.d.sync += [hi.eq(next_hi), lo.eq(next_lo)]
+        m.d.comb += self.y.eq(Cat(lo, hi))
+        return m

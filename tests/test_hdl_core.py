@@ -1,0 +1,140 @@
+"""The whole core in Amaranth's simulator against the golden model, tick by tick.
+
+These are the quick checks of the core (no Verilator build): small random images, random input
+spikes and learn flags; spikes compared every tick, neuron state every tick, synapse memory at the
+end. The long randomised runs are in the cocotb suite.
+"""
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from plasticore.config import CoreConfig
+from plasticore.hdl.core import Core, Kind, Op, Space, Status
+from plasticore.image import CoreImage, pack_synapses
+from plasticore.sim.coreport import (decode_readback, load_commands, pack_command,
+                                     readback_commands, unpack_response, syn_address)
+from plasticore.sim.model import GoldenModel
+from plasticore.sim.stimulus import random_image, random_stimulus
+
+
+class PortDriver:
+    """Drives the core's command port in an async testbench and records every response."""
+
+    def __init__(self, ctx, dut):
+        self.ctx, self.dut = ctx, dut
+        self.responses = []
+        ctx.set(dut.rsp.ready, 1)
+
+    async def cycle(self):
+        if self.ctx.get(self.dut.rsp.valid):
+            self.responses.append(unpack_response(self.ctx.get(self.dut.rsp.payload.as_value())))
+        await self.ctx.tick()
+
+    async def send(self, op, space, addr=0, data=0):
+        ctx, dut = self.ctx, self.dut
+        ctx.set(dut.cmd.payload.as_value(), pack_command(op, space, addr, data))
+        ctx.set(dut.cmd.valid, 1)
+        while True:
+            ready = ctx.get(dut.cmd.ready)
+            await self.cycle()
+            if ready:
+                break
+        ctx.set(dut.cmd.valid, 0)
+
+    async def until_idle(self):
+        while self.ctx.get(self.dut.busy):
+            await self.cycle()
+
+    async def read(self, space, addr):
+        await self.send(Op.READ, space, addr)
+        start = len(self.responses)
+        while len(self.responses) == start:
+            await self.cycle()
+        kind, value = self.responses.pop()
+        assert kind == Kind.DATA, f"read of {space.name} {addr:#x} answered {kind.name}"
+        return value
+
+    async def tick(self, learn):
+        start = len(self.responses)
+        await self.send(Op.TICK, Space.STATUS, 0, int(learn))
+        while not any(k == Kind.TICK_DONE for k, _ in self.responses[start:]):
+            await self.cycle()
+        got = self.responses[start:]
+        del self.responses[start:]
+        assert got[-1][0] == Kind.TICK_DONE
+        assert all(k == Kind.SPIKE for k, _ in got[:-1]), got
+        return [value for _, value in got[:-1]], got[-1][1]
+
+
+def run_core(image, spikes, learn, *, banks, memory="bram", check_state_every_tick=True):
+    """Run image on the core and on the model; return a list of mismatch descriptions."""
+    cfg = image.config
+    model = GoldenModel(image)
+    dut = Core(cfg, banks=banks, memory=memory)
+    problems = []
+
+    async def testbench(ctx):
+        port = PortDriver(ctx, dut)
+        for cmd in load_commands(image):
+            await port.send(*cmd)
+        await port.until_idle()
+        assert not port.responses, f"loading answered {port.responses}"
+        for tick, (inputs, on) in enumerate(zip(spikes, learn)):
+            for i in np.flatnonzero(inputs):
+                await port.send(Op.SPIKE, Space.SOURCE, int(i))
+            expected = np.flatnonzero(model.tick(inputs, bool(on))).tolist()
+            got, t_done = await port.tick(bool(on))
+            if sorted(got) != expected:
+                problems.append(f"tick {tick}: spikes {sorted(got)} != model {expected}")
+                return
+            if check_state_every_tick or tick == len(spikes) - 1:
+                with_syn = True
+                values = [await port.read(space, addr)
+                          for _, space, addr, _ in readback_commands(cfg, synapses=with_syn)]
+                words, state = decode_readback(cfg, values, synapses=with_syn)
+                for name in ("v", "th", "ref", "y", "x"):
+                    a, b = getattr(state, name), getattr(model.state, name)
+                    bad = np.flatnonzero(a != b)
+                    if bad.size:
+                        problems.append(f"tick {tick}: {name}[{bad[0]}] core {a[bad[0]]} "
+                                        f"model {b[bad[0]]}")
+                r = cfg.n_recurrent
+                if not np.array_equal(state.last_spikes[:r], model.state.last_spikes[:r]):
+                    problems.append(f"tick {tick}: last_spikes differ")
+                if state.t != model.state.t:
+                    problems.append(f"tick {tick}: t core {state.t} model {model.state.t}")
+                if with_syn:
+                    bad = np.argwhere(words != model.synapses)
+                    if bad.size:
+                        s, j = bad[0]
+                        problems.append(f"tick {tick}: synapse ({s}, {j}) core "
+                                        f"{int(words[s, j]):#06x} model "
+                                        f"{int(model.synapses[s, j]):#06x}")
+                if problems:
+                    return
+        counters = {name: await port.read(Space.STATUS, Status[name.upper()])
+                    for name in ("pre_events", "synaptic_ops", "post_spikes", "ltd_writes",
+                                 "ltp_writes")}
+        for name, value in counters.items():
+            if value != getattr(model.counters, name):
+                problems.append(f"counter {name}: core {value} model "
+                                f"{getattr(model.counters, name)}")
+        flags = await port.read(Space.STATUS, Status.FLAGS)
+        if flags:
+            problems.append(f"FLAGS = {flags:#x}: a single-ported bank was misused")
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    return problems
+
+
+@pytest.mark.parametrize("seed, banks, memory", [
+    (0, 2, "bram"), (1, 4, "bram"), (2, 1, "bram"), (3, 2, "spram"), (4, 4, "spram")])
+def test_core_matches_model_on_random_images(seed, banks, memory):
+    sizes = {1: (5, 3, 2), 2: (6, 4, 2), 4: (8, 8, 4)}[banks]
+    image = random_image(seed, sizes, ticks=12)
+    spikes, learn = random_stimulus(seed, image.config.n_inputs, ticks=12)
+    assert run_core(image, spikes, learn, banks=banks, memory=memory) == []
