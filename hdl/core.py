@@ -18,7 +18,10 @@ trace ``y``, refractory count) sits in lane memories by ``j mod B``; per-source 
 
 A walk step goes down one pipeline: read (bank, lane memories, and a draw from the lane's hash
 pipeline), add the weight to ``I`` (row walks), :class:`~.datapath.SynapseUpdate`, write back.
-Within a walk every address is distinct and walks of one phase touch disjoint words, so the
+A column walk visits only the groups of ``B`` sources with a nonzero presynaptic trace, which
+phase A lists, since potentiation needs ``x > 0``: with sparse activity phase D costs a few
+steps per spike instead of ``n_sources / B``. Within a walk every address is distinct and walks
+of one phase touch disjoint words, so the
 pipeline issues back to back; it drains between phases. With block RAM (separate read and
 write ports) a step issues every cycle; with single-ported SPRAM a learning walk issues every
 other cycle, reads on even and write-backs on odd cycles, so both kinds keep every port busy.
@@ -236,12 +239,16 @@ class Core(wiring.Component):
         PreEntry = data.StructLayout({"q": range(max(SB, 2)), "mask": B, "inh": B})
         m.submodules.prelist = prelist_mem = Memory(shape=PreEntry, depth=max(SB, 1), init=[])
         prelist_w, prelist_r = prelist_mem.write_port(), prelist_mem.read_port()
+        # Groups q of B sources with a nonzero presynaptic trace: the only rows a column walk
+        # can change (potentiation needs x > 0), listed by phase A.
+        m.submodules.xlist = xlist_mem = Memory(shape=range(max(SB, 2)), depth=max(SB, 1), init=[])
+        xlist_w, xlist_r = xlist_mem.write_port(), xlist_mem.read_port()
         m.submodules.spikelist = spikelist_mem = Memory(shape=range(max(N, 2)), depth=N, init=[])
         spikelist_w, spikelist_r = spikelist_mem.write_port(), spikelist_mem.read_port()
 
         # Reads have no side effects: every memory's read port is always enabled except the
         # synapse banks, whose reads count as port accesses.
-        for port in (*nlane_r, *slane_r, nparam_r, nstate_r, prelist_r, spikelist_r):
+        for port in (*nlane_r, *slane_r, nparam_r, nstate_r, prelist_r, spikelist_r, xlist_r):
             m.d.comb += port.en.eq(1)
 
         # ---- Random numbers ------------------------------------------------------------------
@@ -275,6 +282,7 @@ class Core(wiring.Component):
         walk_s = Signal(range(max(S, 2)))      # row walk: the source
         walk_j = Signal(range(max(N, 2)))      # column walk: the neuron
         walk_step = Signal(range(max(SB, NB, 2) + 1))
+        step = Signal(range(max(SB, NB, 2)))  # the step being issued: k (row) or q (column)
         walk_learn = Signal()
 
         for b, bank in enumerate(banks):
@@ -287,7 +295,7 @@ class Core(wiring.Component):
             index = Signal(_INDEX_BITS, name=f"draw_index{lane}")
             source = Signal(_INDEX_BITS, name=f"draw_source{lane}")
             neuron = Signal(_INDEX_BITS, name=f"draw_neuron{lane}")
-            m.d.comb += [index.eq(Cat(Const(lane, LB), walk_step) if LB else walk_step),
+            m.d.comb += [index.eq(Cat(Const(lane, LB), step) if LB else step),
                          source.eq(walk_s), neuron.eq(walk_j)]
             row_word = Cat(index, source, Const(STREAM_LTD, 4))
             col_word = Cat(neuron, index, Const(STREAM_LTP, 4))
@@ -374,6 +382,9 @@ class Core(wiring.Component):
         pre_mask = Signal(B)
         pre_inh = Signal(B)
         pre_q = Signal(range(max(SB, 2)))
+        x_count = Signal(range(max(SB, 1) + 1))
+        x_index = Signal(range(max(SB, 1) + 1))
+        m.d.comb += xlist_r.addr.eq(x_index)
         spike_count = Signal(range(N + 1))
         spike_index = Signal(range(N + 1))
         best_valid = Signal()
@@ -585,7 +596,7 @@ class Core(wiring.Component):
                 m.d.sync += sweep.eq(sweep + 1)
                 with m.If(sweep == LH):
                     m.d.sync += [key.eq(keyhash.y), sweep.eq(0), pre_count.eq(0),
-                                 sweep1_valid.eq(0)]
+                                 x_count.eq(0), sweep1_valid.eq(0)]
                     m.next = "A"
 
             # -- Phase A: trace decay; collect this tick's presynaptic events ------------------
@@ -602,17 +613,25 @@ class Core(wiring.Component):
                     pending = Cat(slane_r[lane].data.pending for lane in range(B))
                     inh = Cat(slane_r[lane].data.inh for lane in range(B))
                     with m.If(sweep1 < SB):
+                        live = []
                         for lane in range(B):
                             old = slane_r[lane].data
                             decayed = decay(old.x, regs.x_decay_shift)
+                            new_x = Signal(8, name=f"new_x{lane}")
+                            m.d.comb += new_x.eq(Mux(old.pending, bump(
+                                decayed, regs.x_inc, regs.trace_all_to_all), decayed))
+                            live.append(new_x != 0)
                             m.d.comb += [
                                 slane_w[lane].addr.eq(sweep1),
-                                slane_w[lane].data.x.eq(Mux(old.pending, bump(
-                                    decayed, regs.x_inc, regs.trace_all_to_all), decayed)),
+                                slane_w[lane].data.x.eq(new_x),
                                 slane_w[lane].data.inh.eq(old.inh),
                                 slane_w[lane].data.pending.eq(0),
                                 slane_w[lane].en.eq(1),
                             ]
+                        with m.If(Cat(live).any()):
+                            m.d.comb += [xlist_w.addr.eq(x_count), xlist_w.data.eq(sweep1),
+                                         xlist_w.en.eq(1)]
+                            m.d.sync += x_count.eq(x_count + 1)
                         with m.If(pending.any()):
                             m.d.comb += [
                                 prelist_w.addr.eq(pre_count),
@@ -668,6 +687,7 @@ class Core(wiring.Component):
                 rot = lane_of(walk_s)
                 inh = Array(pre_inh)[rot] if B > 1 else pre_inh[0]
                 may_issue = ~walk_learn | ~slot if spram else Const(1)
+                m.d.comb += step.eq(walk_step)
                 with m.If(may_issue):
                     m.d.comb += [
                         issue.valid.eq(1), issue.ltp.eq(0), issue.write.eq(walk_learn),
@@ -779,33 +799,35 @@ class Core(wiring.Component):
             # -- Phase D: one column walk per spike -------------------------------------------------
             with m.State("D_FETCH"):
                 m.d.comb += [self.busy.eq(1), spikelist_r.addr.eq(spike_index)]
-                with m.If((spike_index == spike_count) | ~(learn & regs.ltp_en)):
+                with m.If((spike_index == spike_count) | ~(learn & regs.ltp_en) | (x_count == 0)):
                     m.next = "D_DRAIN"
                 with m.Else():
-                    m.d.sync += spike_index.eq(spike_index + 1)
+                    m.d.sync += [spike_index.eq(spike_index + 1), x_index.eq(0)]
                     m.next = "D_ENTRY"
 
             with m.State("D_ENTRY"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [walk_j.eq(spikelist_r.data), walk_step.eq(0)]
+                m.d.sync += walk_j.eq(spikelist_r.data)
                 m.next = "D_WALK"
 
+            # The walk visits only the listed groups; the list is read one step ahead.
             with m.State("D_WALK"):
-                m.d.comb += [self.busy.eq(1), walking.eq(1)]
+                m.d.comb += [self.busy.eq(1), walking.eq(1), step.eq(xlist_r.data)]
                 rot = lane_of(walk_j)
                 may_issue = ~slot if spram else Const(1)
                 with m.If(may_issue):
                     m.d.comb += [
                         issue.valid.eq(1), issue.ltp.eq(1), issue.write.eq(1),
-                        issue.rot.eq(rot), issue.lane_addr.eq(walk_step),
+                        issue.rot.eq(rot), issue.lane_addr.eq(step),
+                        xlist_r.addr.eq(x_index + 1),
                     ]
                     offsets = Array(Const(i * NB, bank_abits) for i in range(B))
                     for b in range(B):
                         lane = (b - rot)[:LB] if LB else Const(0, 1)
-                        m.d.comb += issue.addr[b].eq(walk_step * (B * NB) + offsets[lane]
+                        m.d.comb += issue.addr[b].eq(step * (B * NB) + offsets[lane]
                                                      + (walk_j >> LB))
-                    m.d.sync += walk_step.eq(walk_step + 1)
-                    with m.If(walk_step == SB - 1):
+                    m.d.sync += x_index.eq(x_index + 1)
+                    with m.If(x_index == x_count - 1):
                         m.next = "D_FETCH"
 
             with m.State("D_DRAIN"):
