@@ -13,11 +13,25 @@ from ..config import HASH_ROT_HI, HASH_ROT_LO, HASH_ROUNDS
 __all__ = ["hash_rounds", "HashPipeline"]
 
 
-def hash_rounds(hi, lo, first: int, count: int):
-    """Rounds ``first .. first + count - 1`` of ``H`` as expressions on the 16-bit halves."""
+def hash_rounds(hi, lo, first: int, count: int, m=None):
+    """Rounds ``first .. first + count - 1`` of ``H`` on the 16-bit halves.
+
+    With a module ``m``, every round's halves become combinational signals of ``m``. Pass one
+    for more than a round or two: a round uses ``hi`` and ``lo`` twice each (``lo`` is xored with
+    the new ``hi``, which contains the old ``lo``), so as plain expressions the tree grows about
+    2.6 times a round, and eight rounds take minutes to simulate and to convert to Verilog.
+    """
     for i in range(first, first + count):
         hi = ((hi.rotate_right(HASH_ROT_HI) + lo)[:16] ^ i)
+        if m is not None:
+            hi_r = Signal(unsigned(16), name=f"round{i}_hi")
+            m.d.comb += hi_r.eq(hi)
+            hi = hi_r
         lo = lo.rotate_left(HASH_ROT_LO) ^ hi
+        if m is not None:
+            lo_r = Signal(unsigned(16), name=f"round{i}_lo")
+            m.d.comb += lo_r.eq(lo)
+            lo = lo_r
     return hi, lo
 
 
@@ -61,7 +75,7 @@ class HashPipeline(wiring.Component):
         hi, lo = self.x[16:], self.x[:16]
         for stage in range(self.latency):
             next_hi, next_lo = hash_rounds(hi, lo, stage * self._rounds_per_stage,
-                                           self._rounds_per_stage)
+                                           self._rounds_per_stage, m)
             hi = Signal(unsigned(16), name=f"hi{stage}")
             lo = Signal(unsigned(16), name=f"lo{stage}")
             m.d.sync += [hi.eq(next_hi), lo.eq(next_lo)]
