@@ -1,0 +1,588 @@
+"""The command engine: the link protocol of ``docs/protocol.md`` in front of a core.
+
+The engine takes complete, CRC-checked frames from the SLIP decoder (the frame's bytes sit in a
+buffer it reads), validates each command completely before acting on it, drives the core's
+command port, keeps the input-spike queue, runs ticks, and writes reply and TICK frames as a byte
+stream to the SLIP encoder (which appends the CRC and the delimiters).
+"""
+
+from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..config import REGISTERS, CoreConfig
+from ..protocol import (END_OF_TICK, MAX_BODY, MAX_SPIKES, MAX_WORDS, PROTOCOL_VERSION,
+                        Capability, ErrorCode, IdentifyInfo, Opcode, Reply, RunFlags)
+from .core import Command, Kind, Op, Response, Space, Status
+
+__all__ = ["CommandEngine", "FrameInfo", "FrameStatus", "TxByte"]
+
+
+class FrameStatus:
+    """Values of ``FrameInfo.status``: 0 for a good frame, else the protocol's error code."""
+    OK = 0
+
+
+#: A frame the decoder has put in the buffer: its length and whether it is good.
+FrameInfo = data.StructLayout({"length": range(MAX_BODY + 1), "status": 4})
+#: A byte of a frame body for the encoder; ``last`` ends the frame.
+TxByte = data.StructLayout({"data": 8, "last": 1})
+
+_STATUS_WORDS = Status.FLAGS + 1
+
+
+class CommandEngine(wiring.Component):
+    """The protocol engine.
+
+    Contract
+    --------
+    ``frame`` carries one decoded frame at a time; the engine reads the frame's bytes through
+    ``buf_addr`` / ``buf_data`` (a synchronous read port: data one cycle after the address) and
+    takes the frame (``frame.ready``) when it has finished with it, replies included, so the
+    decoder must not overwrite the buffer before that. Between frames, while a run is in
+    progress, it runs ticks. Every command gets one reply; a refused command changes nothing.
+    Reply and TICK bodies leave on ``tx`` (``last`` on the final byte) under the stream rules;
+    when ``tx`` is not ready the engine waits, and so does the core. ``framing_error`` and
+    ``rx_overflow`` are one-cycle pulses the engine counts. Reset: not running, empty queue,
+    counters zero.
+
+    Parameters
+    ----------
+    config : CoreConfig
+    banks : int
+    spram : bool
+    queue_depth : int
+        Entries of the input-spike queue.
+    rx_buffer : int
+        Bytes of the receive buffer in front of the decoder (reported by IDENTIFY).
+    clock_hz, baud_divisor : int
+        Reported by IDENTIFY.
+    """
+
+    def __init__(self, config: CoreConfig, *, banks: int, spram: bool, queue_depth: int = 256,
+                 rx_buffer: int = 512, clock_hz: int = 12_000_000, baud_divisor: int = 4):
+        if queue_depth < MAX_SPIKES or queue_depth & (queue_depth - 1):
+            raise ValueError(f"queue_depth must be a power of two of at least {MAX_SPIKES}, "
+                             f"not {queue_depth!r}")
+        self._config = config
+        self._identify = IdentifyInfo(
+            version=PROTOCOL_VERSION, n_inputs=config.n_inputs, n_neurons=config.n_neurons,
+            n_recurrent=config.n_recurrent, banks=banks,
+            capabilities=int(Capability.PACED | (Capability.SPRAM if spram else 0)),
+            queue_depth=queue_depth, rx_buffer=rx_buffer, clock_hz=clock_hz,
+            baud_divisor=baud_divisor)
+        self._queue_depth = queue_depth
+        super().__init__({
+            "frame": In(stream.Signature(FrameInfo)),
+            "buf_addr": Out(range(MAX_BODY)),
+            "buf_data": In(8),
+            "core_cmd": Out(stream.Signature(Command)),
+            "core_rsp": In(stream.Signature(Response)),
+            "tx": Out(stream.Signature(TxByte)),
+            "framing_error": In(1),
+            "rx_overflow": In(1),
+            "running": Out(1),
+        })
+
+    @property
+    def identify(self) -> IdentifyInfo:
+        return self._identify
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._config
+        N, S = cfg.n_neurons, cfg.n_sources
+        QD = self._queue_depth
+
+        # ---- Counters and run state ----------------------------------------------------------
+        rx_overflows = Signal(16)
+        framing_errors = Signal(16)
+        bad_frames = Signal(16)
+        tick_frames = Signal(32)
+        with m.If(self.rx_overflow & (rx_overflows != 0xFFFF)):
+            m.d.sync += rx_overflows.eq(rx_overflows + 1)
+        with m.If(self.framing_error & (framing_errors != 0xFFFF)):
+            m.d.sync += framing_errors.eq(framing_errors + 1)
+
+        running = self.running
+        forever = Signal()
+        ticks_left = Signal(32)
+        run_flags = Signal(8)
+        period = Signal(32)
+        since = Signal(32)
+        with m.If(since != 0xFFFFFFFF):  # cycles since the last tick started
+            m.d.sync += since.eq(since + 1)
+        tick_seq = Signal(8)
+
+        # ---- Input queue -----------------------------------------------------------------------
+        m.submodules.queue = queue_mem = Memory(shape=16, depth=QD, init=[])
+        queue_w, queue_r = queue_mem.write_port(), queue_mem.read_port()
+        m.d.comb += queue_r.en.eq(1)
+        head = Signal(range(QD))
+        tail = Signal(range(QD))
+        used = Signal(range(QD + 1))
+        queued_ticks = Signal(range(QD + 1))
+        queue_free = Signal(16)
+        m.d.comb += [queue_free.eq(QD - used), queue_r.addr.eq(head)]
+
+        # ---- Frame fields ---------------------------------------------------------------------
+        seq = Signal(8)
+        op = Signal(8)
+        length = Signal(range(MAX_BODY + 1))
+        plen = Signal(range(MAX_BODY + 1))
+        m.d.comb += plen.eq(length - 4)
+        space = Signal(8)
+        addr = Signal(32)
+        count = Signal(16)
+        index = Signal(16)        # loop counter over words or entries
+        error = Signal(4)
+        detail = Signal(32)
+
+        # Loading bytes from the frame buffer: `ld_n` bytes from `ld_ptr`, little-endian, into
+        # `word`; then continue at `ld_cont`.
+        word = Signal(32)
+        ld_ptr = Signal(range(MAX_BODY + 1))
+        ld_n = Signal(3)
+        ld_i = Signal(3)
+        m.d.comb += self.buf_addr.eq(ld_ptr)
+
+        # Emitting bytes: `em_n` bytes of `em_val`, little-endian, the last one marked `last`
+        # when `em_last`; then continue at `em_cont`.
+        em_val = Signal(32)
+        em_n = Signal(3)
+        em_last = Signal()
+
+        conts = ["HEADER_DONE", "READ_SPACE", "READ_ADDR", "READ_COUNT", "READ_NEXT",
+                 "READ_WORD", "WRITE_SPACE", "WRITE_ADDR", "WRITE_CHECK_NEXT", "WRITE_DO",
+                 "WRITE_NEXT", "SPIKES_CHECK", "SPIKES_PUSH", "RUN_TICKS", "RUN_FLAGS",
+                 "RUN_PERIOD", "ID_NEXT", "STATUS_1", "STATUS_2", "STATUS_3", "STATUS_4",
+                 "STATUS_5", "STATUS_6", "STATUS_7", "RESET_NEXT", "RESET_SOURCE_WRITE",
+                 "ACK", "ACK_2", "ERR_2", "REPLY_DONE", "IDLE", "TICK_POP_WAIT", "TICK_WAIT",
+                 "TICK_RSP", "TICK_END_2", "TICK_END_3", "RUN_END_2", "RUN_END_3", "RUN_END_4"]
+        cont_index = {name: i for i, name in enumerate(conts)}
+        ld_cont = Signal(range(len(conts)))
+        em_cont = Signal(range(len(conts)))
+        core_cont = Signal(range(len(conts)))
+        end_pending = Signal()     # a RUN_END frame follows the current reply
+        end_reason = Signal(8)
+        end_t = Signal(32)
+
+        def load(m, ptr, n, cont):
+            m.d.sync += [ld_ptr.eq(ptr), ld_n.eq(n), ld_i.eq(0), word.eq(0),
+                         ld_cont.eq(cont_index[cont])]
+            m.next = "LOAD_ADDR"
+
+        def emit(m, value, n, cont, last=False):
+            m.d.sync += [em_val.eq(value), em_n.eq(n), em_last.eq(last),
+                         em_cont.eq(cont_index[cont])]
+            m.next = "EMIT"
+
+        def goto(m, register):
+            with m.Switch(register):
+                for name, i in cont_index.items():
+                    with m.Case(i):
+                        m.next = name
+
+        # Core commands: `core_op` etc. are presented until taken; READs wait for their word.
+        core_op = Signal(Op)
+        core_space = Signal(Space)
+        core_addr = Signal(28)
+        core_data = Signal(32)
+        m.d.comb += [self.core_cmd.payload.op.eq(core_op),
+                     self.core_cmd.payload.space.eq(core_space),
+                     self.core_cmd.payload.addr.eq(core_addr),
+                     self.core_cmd.payload.data.eq(core_data)]
+
+        def core(m, op_, space_, addr_, data_, cont):
+            m.d.sync += [core_op.eq(op_), core_space.eq(space_), core_addr.eq(addr_),
+                         core_data.eq(data_), core_cont.eq(cont_index[cont])]
+            m.next = "CORE_SEND"
+
+        # ---- Block checks ---------------------------------------------------------------------
+        last_addr = Signal(33)
+        m.d.comb += last_addr.eq(addr + count - 1)
+        block_ok = Signal()
+        with m.Switch(space):
+            with m.Case(Space.REG):
+                m.d.comb += block_ok.eq(last_addr < len(REGISTERS))
+            with m.Case(Space.SYN):
+                m.d.comb += block_ok.eq((addr[28:] == 0) & (addr[14:28] < S)
+                                        & (addr[:14] + count - 1 < N))
+            with m.Case(Space.NPARAM, Space.NSTATE):
+                m.d.comb += block_ok.eq(last_addr < 2 * N)
+            with m.Case(Space.SOURCE):
+                m.d.comb += block_ok.eq(last_addr < S)
+            with m.Case(Space.STATUS):
+                m.d.comb += block_ok.eq(Mux(op == Opcode.WRITE, last_addr <= Status.CLEAR,
+                                            last_addr < _STATUS_WORDS))
+        word_addr = Signal(32)
+        m.d.comb += word_addr.eq(addr + index)
+        value_ok = Signal()
+        with m.Switch(word_addr):
+            for r in REGISTERS:
+                with m.Case(r.address):
+                    m.d.comb += value_ok.eq((word >= r.lo) & (word <= r.hi))
+
+        identify_bytes = self._identify.pack()
+        id_rom = Signal(8)
+        with m.Switch(index):
+            for i, b in enumerate(identify_bytes):
+                with m.Case(i):
+                    m.d.comb += id_rom.eq(b)
+
+        tick_ready = Signal()
+        m.d.comb += tick_ready.eq(running & (since >= period)
+                                  & (~run_flags[1] | (queued_ticks != 0)))
+
+        def push_entry(m, entry):
+            m.d.comb += [queue_w.addr.eq(tail), queue_w.data.eq(entry), queue_w.en.eq(1)]
+            m.d.sync += [tail.eq(tail + 1)]
+
+        with m.FSM(name="engine"):
+            with m.State("IDLE"):
+                with m.If(self.frame.valid):
+                    m.d.sync += [length.eq(self.frame.payload.length),
+                                 error.eq(self.frame.payload.status)]
+                    m.next = "FRAME"
+                with m.Elif(tick_ready):
+                    m.d.sync += since.eq(0)
+                    m.next = "TICK_INPUTS"
+
+            # -- Frames ----------------------------------------------------------------------
+            with m.State("FRAME"):
+                m.d.sync += [seq.eq(0), op.eq(0), detail.eq(0)]
+                with m.If(length >= 2):
+                    load(m, 0, 2, "HEADER_DONE")
+                with m.Else():
+                    m.next = "REFUSE"
+
+            with m.State("HEADER_DONE"):
+                m.d.sync += [seq.eq(word[:8]), op.eq(word[8:16])]
+                with m.If(error != FrameStatus.OK):
+                    m.next = "REFUSE"
+                with m.Else():
+                    m.next = "DISPATCH"
+
+            with m.State("REFUSE"):
+                # Count the refusal; the reply says why.
+                with m.If(bad_frames != 0xFFFF):
+                    m.d.sync += bad_frames.eq(bad_frames + 1)
+                m.next = "ERR_1"
+
+            with m.State("DISPATCH"):
+                def bad(code, d=0):
+                    m.d.sync += [error.eq(code), detail.eq(d)]
+                    m.next = "REFUSE"
+                with m.Switch(op):
+                    with m.Case(Opcode.IDENTIFY):
+                        with m.If(plen != 0):
+                            bad(ErrorCode.BAD_LENGTH)
+                        with m.Else():
+                            m.d.sync += index.eq(0)
+                            emit(m, Cat(seq, Const(Reply.DATA, 8), op), 3, "ID_NEXT")
+                    with m.Case(Opcode.READ):
+                        with m.If(plen != 7):
+                            bad(ErrorCode.BAD_LENGTH)
+                        with m.Else():
+                            load(m, 2, 1, "READ_SPACE")
+                    with m.Case(Opcode.WRITE):
+                        with m.If((plen < 9) | (plen[:2] != 1) | (plen > 5 + 4 * MAX_WORDS)):
+                            bad(ErrorCode.BAD_LENGTH)
+                        with m.Else():
+                            m.d.sync += count.eq((plen - 5) >> 2)
+                            load(m, 2, 1, "WRITE_SPACE")
+                    with m.Case(Opcode.SPIKES):
+                        with m.If((plen == 0) | plen[0] | (plen > 2 * MAX_SPIKES)):
+                            bad(ErrorCode.BAD_LENGTH)
+                        with m.Else():
+                            m.d.sync += [count.eq(plen >> 1), index.eq(0)]
+                            load(m, 2, 2, "SPIKES_CHECK")
+                    with m.Case(Opcode.RUN):
+                        with m.If(plen != 9):
+                            bad(ErrorCode.BAD_LENGTH)
+                        with m.Elif(running):
+                            bad(ErrorCode.BUSY)
+                        with m.Else():
+                            load(m, 2, 4, "RUN_TICKS")
+                    with m.Case(Opcode.STOP):
+                        with m.If(plen != 0):
+                            bad(ErrorCode.BAD_LENGTH)
+                        with m.Else():
+                            m.next = "STOP"
+                    with m.Case(Opcode.STATUS):
+                        with m.If(plen != 0):
+                            bad(ErrorCode.BAD_LENGTH)
+                        with m.Else():
+                            core(m, Op.READ, Space.STATUS, Status.T, 0, "STATUS_1")
+                    with m.Case(Opcode.RESET_STATE):
+                        with m.If(plen != 0):
+                            bad(ErrorCode.BAD_LENGTH)
+                        with m.Elif(running):
+                            bad(ErrorCode.BUSY)
+                        with m.Else():
+                            m.d.sync += index.eq(0)
+                            m.next = "RESET_NEXT"
+                    with m.Default():
+                        bad(ErrorCode.BAD_OPCODE)
+
+            # -- IDENTIFY --------------------------------------------------------------------
+            with m.State("ID_NEXT"):
+                last = index == len(identify_bytes) - 1
+                m.d.sync += index.eq(index + 1)
+                emit(m, id_rom, 1, "ID_NEXT", last=last)
+                with m.If(last):
+                    m.d.sync += em_cont.eq(cont_index["REPLY_DONE"])
+
+            # -- READ ------------------------------------------------------------------------
+            with m.State("READ_SPACE"):
+                m.d.sync += space.eq(word[:8])
+                load(m, 3, 4, "READ_ADDR")
+            with m.State("READ_ADDR"):
+                m.d.sync += addr.eq(word)
+                load(m, 7, 2, "READ_COUNT")
+            with m.State("READ_COUNT"):
+                m.d.sync += [count.eq(word[:16]), index.eq(0)]
+                m.next = "READ_CHECK"
+            with m.State("READ_CHECK"):
+                with m.If((count == 0) | (count > MAX_WORDS)):
+                    m.d.sync += [error.eq(ErrorCode.BAD_LENGTH), detail.eq(count)]
+                    m.next = "REFUSE"
+                with m.Elif((space > Space.STATUS) | ~block_ok):
+                    m.d.sync += [error.eq(ErrorCode.BAD_ADDRESS), detail.eq(addr)]
+                    m.next = "REFUSE"
+                with m.Else():
+                    emit(m, Cat(seq, Const(Reply.DATA, 8), op), 3, "READ_NEXT")
+            with m.State("READ_NEXT"):
+                with m.If(index == count):
+                    m.next = "REPLY_DONE"
+                with m.Else():
+                    m.d.sync += index.eq(index + 1)
+                    core(m, Op.READ, space[:3], word_addr[:28], 0, "READ_WORD")
+            with m.State("READ_WORD"):
+                emit(m, word, 4, "READ_NEXT", last=index == count)
+
+            # -- WRITE: check every address and value, then write --------------------------
+            with m.State("WRITE_SPACE"):
+                m.d.sync += space.eq(word[:8])
+                load(m, 3, 4, "WRITE_ADDR")
+            with m.State("WRITE_ADDR"):
+                m.d.sync += [addr.eq(word), index.eq(0)]
+                m.next = "WRITE_BLOCK"
+            with m.State("WRITE_BLOCK"):
+                with m.If((space > Space.STATUS) | ~block_ok):
+                    m.d.sync += [error.eq(ErrorCode.BAD_ADDRESS), detail.eq(addr)]
+                    m.next = "REFUSE"
+                with m.Elif(space == Space.REG):
+                    load(m, 7, 4, "WRITE_CHECK_NEXT")
+                with m.Else():
+                    m.next = "WRITE_CHECKED"
+            with m.State("WRITE_CHECK_NEXT"):
+                with m.If(~value_ok):
+                    m.d.sync += [error.eq(ErrorCode.BAD_VALUE), detail.eq(word_addr)]
+                    m.next = "REFUSE"
+                with m.Elif(index == count - 1):
+                    m.next = "WRITE_CHECKED"
+                with m.Else():
+                    m.d.sync += index.eq(index + 1)
+                    load(m, 7 + 4 * (index + 1), 4, "WRITE_CHECK_NEXT")
+            with m.State("WRITE_CHECKED"):
+                m.d.sync += index.eq(0)
+                load(m, 7, 4, "WRITE_DO")
+            with m.State("WRITE_DO"):
+                core(m, Op.WRITE, space[:3], word_addr[:28], word, "WRITE_NEXT")
+            with m.State("WRITE_NEXT"):
+                with m.If(index == count - 1):
+                    m.next = "ACK"
+                with m.Else():
+                    m.d.sync += index.eq(index + 1)
+                    load(m, 7 + 4 * (index + 1), 4, "WRITE_DO")
+
+            # -- SPIKES: check every entry and the room, then queue ------------------------
+            with m.State("SPIKES_CHECK"):
+                entry = word[:16]
+                with m.If((entry != END_OF_TICK) & (entry >= cfg.n_inputs)):
+                    m.d.sync += [error.eq(ErrorCode.BAD_ADDRESS), detail.eq(entry)]
+                    m.next = "REFUSE"
+                with m.Elif(index == count - 1):
+                    with m.If(count > queue_free):
+                        m.d.sync += [error.eq(ErrorCode.QUEUE_FULL), detail.eq(queue_free)]
+                        m.next = "REFUSE"
+                    with m.Else():
+                        m.d.sync += index.eq(0)
+                        load(m, 2, 2, "SPIKES_PUSH")
+                with m.Else():
+                    m.d.sync += index.eq(index + 1)
+                    load(m, 2 + 2 * (index + 1), 2, "SPIKES_CHECK")
+            with m.State("SPIKES_PUSH"):
+                push_entry(m, word[:16])
+                with m.If(word[:16] == END_OF_TICK):
+                    m.d.sync += queued_ticks.eq(queued_ticks + 1)
+                m.d.sync += used.eq(used + 1)
+                with m.If(index == count - 1):
+                    m.next = "ACK"
+                with m.Else():
+                    m.d.sync += index.eq(index + 1)
+                    load(m, 2 + 2 * (index + 1), 2, "SPIKES_PUSH")
+
+            # -- RUN / STOP -------------------------------------------------------------------
+            with m.State("RUN_TICKS"):
+                m.d.sync += [ticks_left.eq(word), forever.eq(word == 0)]
+                load(m, 6, 1, "RUN_FLAGS")
+            with m.State("RUN_FLAGS"):
+                m.d.sync += run_flags.eq(word[:8])
+                load(m, 7, 4, "RUN_PERIOD")
+            with m.State("RUN_PERIOD"):
+                # `since` starts at the period, so the first tick may start at once.
+                m.d.sync += [period.eq(word), running.eq(1), since.eq(word)]
+                m.next = "ACK"
+            with m.State("STOP"):
+                with m.If(running):
+                    m.d.sync += [running.eq(0), end_pending.eq(1), end_reason.eq(1)]
+                m.next = "ACK"
+
+            # -- STATUS ------------------------------------------------------------------------
+            with m.State("STATUS_1"):
+                m.d.sync += detail.eq(word)   # t
+                emit(m, Cat(seq, Const(Reply.DATA, 8), op, running), 4, "STATUS_2")
+            with m.State("STATUS_2"):
+                emit(m, ticks_left, 4, "STATUS_3")
+            with m.State("STATUS_3"):
+                emit(m, detail, 4, "STATUS_4")
+            with m.State("STATUS_4"):
+                emit(m, Cat(queue_free, queued_ticks.as_unsigned()[:16]), 4, "STATUS_5")
+            with m.State("STATUS_5"):
+                emit(m, Cat(rx_overflows, framing_errors), 4, "STATUS_6")
+            with m.State("STATUS_6"):
+                emit(m, bad_frames, 2, "STATUS_7")
+            with m.State("STATUS_7"):
+                emit(m, tick_frames, 4, "REPLY_DONE", last=True)
+
+            # -- RESET_STATE: zero neuron and source state, keep source signs --------------
+            with m.State("RESET_NEXT"):
+                with m.If(index < 2 * N):
+                    m.d.sync += index.eq(index + 1)
+                    core(m, Op.WRITE, Space.NSTATE, index, 0, "RESET_NEXT")
+                with m.Elif(index < 2 * N + S):
+                    core(m, Op.READ, Space.SOURCE, index - 2 * N, 0, "RESET_SOURCE_WRITE")
+                with m.Else():
+                    m.d.sync += [head.eq(0), tail.eq(0), used.eq(0), queued_ticks.eq(0)]
+                    core(m, Op.WRITE, Space.STATUS, Status.T, 0, "ACK")
+            with m.State("RESET_SOURCE_WRITE"):
+                m.d.sync += index.eq(index + 1)
+                core(m, Op.WRITE, Space.SOURCE, index - 2 * N, word & 0x100, "RESET_NEXT")
+
+            # -- Replies -----------------------------------------------------------------------
+            with m.State("ACK"):
+                emit(m, Cat(seq, Const(Reply.ACK, 8), op), 3, "ACK_2")
+            with m.State("ACK_2"):
+                emit(m, queue_free, 2, "REPLY_DONE", last=True)
+
+            with m.State("ERR_1"):
+                emit(m, Cat(seq, Const(Reply.ERROR, 8), op, error), 4, "ERR_2")
+            with m.State("ERR_2"):
+                emit(m, detail, 4, "REPLY_DONE", last=True)
+
+            # The reply is out: hand the buffer back to the decoder.
+            with m.State("REPLY_DONE"):
+                m.d.comb += self.frame.ready.eq(1)
+                with m.If(end_pending):
+                    m.next = "RUN_END_1"
+                with m.Else():
+                    m.next = "IDLE"
+
+            # -- Ticks -------------------------------------------------------------------------
+            with m.State("TICK_INPUTS"):
+                # Without the INPUTS flag a tick takes no input.
+                with m.If(~run_flags[1]):
+                    m.next = "TICK_HEADER"
+                with m.Else():
+                    m.next = "TICK_POP"
+            with m.State("TICK_POP"):
+                # queue_r.data is the entry at `head` (its address has been stable a cycle).
+                entry = queue_r.data
+                m.d.sync += [head.eq(head + 1), used.eq(used - 1)]
+                with m.If(entry == END_OF_TICK):
+                    m.d.sync += queued_ticks.eq(queued_ticks - 1)
+                    m.next = "TICK_HEADER"
+                with m.Else():
+                    core(m, Op.SPIKE, Space.SOURCE, entry, 0, "TICK_POP_WAIT")
+            with m.State("TICK_POP_WAIT"):
+                # One cycle for the new head's entry to be read.
+                m.next = "TICK_POP"
+            with m.State("TICK_HEADER"):
+                emit(m, Cat(tick_seq, Const(Reply.TICK, 8)), 2, "TICK_WAIT")
+                m.d.sync += [core_op.eq(Op.TICK), core_space.eq(Space.STATUS), core_addr.eq(0),
+                             core_data.eq(run_flags[0])]
+            with m.State("TICK_WAIT"):
+                # The TICK command, then its responses.
+                m.d.comb += self.core_cmd.valid.eq(1)
+                with m.If(self.core_cmd.ready):
+                    m.next = "TICK_RSP"
+            with m.State("TICK_RSP"):
+                m.d.comb += self.core_rsp.ready.eq(1)
+                with m.If(self.core_rsp.valid):
+                    with m.If(self.core_rsp.payload.kind == Kind.TICK_DONE):
+                        emit(m, self.core_rsp.payload.data, 4, "TICK_END_2")
+                    with m.Else():
+                        emit(m, self.core_rsp.payload.data, 2, "TICK_RSP")
+            with m.State("TICK_END_2"):
+                emit(m, queue_free, 2, "TICK_END_3", last=True)
+            with m.State("TICK_END_3"):
+                m.d.sync += [tick_seq.eq(tick_seq + 1), tick_frames.eq(tick_frames + 1)]
+                with m.If(~forever & (ticks_left == 1)):
+                    m.d.sync += [running.eq(0), end_reason.eq(0)]
+                    m.next = "RUN_END_1"
+                with m.Else():
+                    m.next = "IDLE"
+                with m.If(~forever):
+                    m.d.sync += ticks_left.eq(ticks_left - 1)
+
+            # RUN_END: the tick counter after the run, and why it ended (0: done, 1: stopped).
+            with m.State("RUN_END_1"):
+                m.d.sync += end_pending.eq(0)
+                core(m, Op.READ, Space.STATUS, Status.T, 0, "RUN_END_2")
+            with m.State("RUN_END_2"):
+                m.d.sync += end_t.eq(word)
+                emit(m, Cat(tick_seq, Const(Reply.RUN_END, 8)), 2, "RUN_END_3")
+            with m.State("RUN_END_3"):
+                emit(m, end_t, 4, "RUN_END_4")
+            with m.State("RUN_END_4"):
+                emit(m, end_reason, 1, "IDLE", last=True)
+
+            # -- Sub-machines ------------------------------------------------------------------
+            with m.State("LOAD_ADDR"):
+                m.next = "LOAD_DATA"
+            with m.State("LOAD_DATA"):
+                with m.Switch(ld_i):
+                    for i in range(4):
+                        with m.Case(i):
+                            m.d.sync += word[8 * i:8 * i + 8].eq(self.buf_data)
+                m.d.sync += [ld_i.eq(ld_i + 1), ld_ptr.eq(ld_ptr + 1)]
+                with m.If(ld_i == ld_n - 1):
+                    goto(m, ld_cont)
+                with m.Else():
+                    m.next = "LOAD_ADDR"
+
+            with m.State("EMIT"):
+                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.data.eq(em_val[:8]),
+                             self.tx.payload.last.eq(em_last & (em_n == 1))]
+                with m.If(self.tx.ready):
+                    m.d.sync += [em_val.eq(em_val >> 8), em_n.eq(em_n - 1)]
+                    with m.If(em_n == 1):
+                        goto(m, em_cont)
+
+            with m.State("CORE_SEND"):
+                m.d.comb += self.core_cmd.valid.eq(1)
+                with m.If(self.core_cmd.ready):
+                    with m.If(core_op == Op.READ):
+                        m.next = "CORE_READ"
+                    with m.Else():
+                        goto(m, core_cont)
+            with m.State("CORE_READ"):
+                m.d.comb += self.core_rsp.ready.eq(1)
+                with m.If(self.core_rsp.valid):
+                    m.d.sync += word.eq(self.core_rsp.payload.data)
+                    goto(m, core_cont)
+
+        return m
