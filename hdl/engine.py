@@ -13,21 +13,11 @@ from amaranth.lib.wiring import In, Out
 
 from ..config import REGISTERS, CoreConfig
 from ..protocol import (END_OF_TICK, MAX_BODY, MAX_SPIKES, MAX_WORDS, PROTOCOL_VERSION,
-                        Capability, ErrorCode, IdentifyInfo, Opcode, Reply, RunFlags)
+                        Capability, ErrorCode, IdentifyInfo, Opcode, Reply)
 from .core import Command, Kind, Op, Response, Space, Status
+from .framing import BodyByte, FrameStatus, frame_done_layout
 
-__all__ = ["CommandEngine", "FrameInfo", "FrameStatus", "TxByte"]
-
-
-class FrameStatus:
-    """Values of ``FrameInfo.status``: 0 for a good frame, else the protocol's error code."""
-    OK = 0
-
-
-#: A frame the decoder has put in the buffer: its length and whether it is good.
-FrameInfo = data.StructLayout({"length": range(MAX_BODY + 1), "status": 4})
-#: A byte of a frame body for the encoder; ``last`` ends the frame.
-TxByte = data.StructLayout({"data": 8, "last": 1})
+__all__ = ["CommandEngine"]
 
 _STATUS_WORDS = Status.FLAGS + 1
 
@@ -74,12 +64,12 @@ class CommandEngine(wiring.Component):
             baud_divisor=baud_divisor)
         self._queue_depth = queue_depth
         super().__init__({
-            "frame": In(stream.Signature(FrameInfo)),
+            "frame": In(stream.Signature(frame_done_layout(MAX_BODY))),
             "buf_addr": Out(range(MAX_BODY)),
             "buf_data": In(8),
             "core_cmd": Out(stream.Signature(Command)),
             "core_rsp": In(stream.Signature(Response)),
-            "tx": Out(stream.Signature(TxByte)),
+            "tx": Out(stream.Signature(BodyByte)),
             "framing_error": In(1),
             "rx_overflow": In(1),
             "running": Out(1),
@@ -243,7 +233,7 @@ class CommandEngine(wiring.Component):
             with m.State("IDLE"):
                 with m.If(self.frame.valid):
                     m.d.sync += [length.eq(self.frame.payload.length),
-                                 error.eq(self.frame.payload.status)]
+                                 error.eq(self.frame.payload.status.as_value())]
                     m.next = "FRAME"
                 with m.Elif(tick_ready):
                     m.d.sync += since.eq(0)
@@ -259,7 +249,7 @@ class CommandEngine(wiring.Component):
 
             with m.State("HEADER_DONE"):
                 m.d.sync += [seq.eq(word[:8]), op.eq(word[8:16])]
-                with m.If(error != FrameStatus.OK):
+                with m.If(error != FrameStatus.OK.value):
                     m.next = "REFUSE"
                 with m.Else():
                     m.next = "DISPATCH"
