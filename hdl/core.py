@@ -253,13 +253,13 @@ class Core(wiring.Component):
 
         # ---- Random numbers ------------------------------------------------------------------
         key = Signal(32)
-        m.submodules.keyhash = keyhash = HashPipeline(self._hash_rounds_per_stage)
         hashes = []
         for lane in range(B):
             h = HashPipeline(self._hash_rounds_per_stage)
             m.submodules[f"hash{lane}"] = h
             hashes.append(h)
         LH = hashes[0].latency
+        keyhash = hashes[0]   # idle while the tick key is computed, so it computes it
 
         # ---- The walk pipeline ---------------------------------------------------------------
         # Stage 0 issues; the lane memories' data and the banks' data arrive in stage 1; draws
@@ -456,13 +456,15 @@ class Core(wiring.Component):
         m.d.comb += syn_addr.eq(syn_s * NB + (syn_j >> LB))
 
         valid_addr = Signal()
-        reg_ok = Signal()
+        # The register's bounds are selected first, so that two comparators serve every register.
+        reg_lo, reg_hi = Signal(32), Signal(32)
+        with m.Switch(addr):
+            for r in REGISTERS:
+                with m.Case(r.address):
+                    m.d.comb += [reg_lo.eq(r.lo), reg_hi.eq(r.hi)]
+        reg_ok = (cmd_reg.data >= reg_lo) & (cmd_reg.data <= reg_hi)
         with m.Switch(cmd_reg.space):
             with m.Case(Space.REG):
-                with m.Switch(addr):
-                    for r in REGISTERS:
-                        with m.Case(r.address):
-                            m.d.comb += reg_ok.eq((cmd_reg.data >= r.lo) & (cmd_reg.data <= r.hi))
                 m.d.comb += valid_addr.eq((addr < len(REGISTERS))
                                           & ((cmd_reg.op != Op.WRITE) | reg_ok))
             with m.Case(Space.SYN):

@@ -208,11 +208,13 @@ class CommandEngine(wiring.Component):
                                             last_addr < _STATUS_WORDS))
         word_addr = Signal(32)
         m.d.comb += word_addr.eq(addr + index)
-        value_ok = Signal()
+        # The register's bounds are selected first, so that two comparators serve every register.
+        reg_lo, reg_hi = Signal(32), Signal(32)
         with m.Switch(word_addr):
             for r in REGISTERS:
                 with m.Case(r.address):
-                    m.d.comb += value_ok.eq((word >= r.lo) & (word <= r.hi))
+                    m.d.comb += [reg_lo.eq(r.lo), reg_hi.eq(r.hi)]
+        value_ok = (word >= reg_lo) & (word <= reg_hi)
 
         identify_bytes = self._identify.pack()
         id_rom = Signal(8)
