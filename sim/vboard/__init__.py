@@ -83,13 +83,17 @@ SIM_BUILD_ARGS: tuple[str, ...] = (
 )
 """Verilator arguments of a virtual board, after :data:`plasticore.sim.build.DEFAULT_BUILD_ARGS`."""
 
-SIM_MAKE_FLAGS: tuple[str, ...] = ("OPT_FAST=-O2",)
+SIM_MAKE_FLAGS: tuple[str, ...] = ("OPT_FAST=-O2", "CFG_CXXFLAGS_PCH_I=-include")
 """Make variables for the C++ build.
 
 ``OPT_FAST`` compiles the model's hot code and the harness. Measured on the loopback top:
 ``-Os`` (Verilator's default) 17 M cycles per CPU second, ``-O2`` 26 M, ``-O3`` no better than
 ``-O2``. The runtime library (``OPT_GLOBAL``, ``-Os``) is not on the hot path and is compiled once
 per toolchain, see :func:`build_virtual_board`.
+
+``CFG_CXXFLAGS_PCH_I`` repairs the ``verilated.mk`` of the PyPI wheel, which leaves it empty:
+a model large enough to be split into several C++ files is compiled with its precompiled header,
+and without ``-include`` GCC takes the header for a linker input and fails.
 """
 
 _RUNTIME_OBJECTS = ("verilated.o", "verilated_threads.o")
