@@ -2,6 +2,8 @@
 
 from ..config import CoreConfig
 from .device import Device
+from .link_backend import LinkBackend
 from .network import Network
+from .transport import SerialTransport
 
-__all__ = ["CoreConfig", "Device", "Network"]
+__all__ = ["CoreConfig", "Device", "LinkBackend", "Network", "SerialTransport"]

@@ -8,6 +8,8 @@ model, the virtual board and a board.
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Mapping
 
 import numpy as np
@@ -15,12 +17,25 @@ import numpy as np
 from ..config import PLASTICITY_FROZEN, CoreConfig
 from ..image import NeuronState, pack_synapses, unpack_synapses
 from .backend import Backend, ModelBackend
+from .link_backend import LinkBackend
 from .network import CompiledNetwork, InputGroup, Layout, Network, Population, Projection
 from .network import _int_array, _is_int
+from .transport import SerialTransport
 
 __all__ = ["Device", "RunResult"]
 
-_SERIAL_PREFIXES = ("/dev/", "COM", "socket://")
+_SERIAL_PREFIXES = ("/dev/", "COM", "\\\\.\\", "socket://", "rfc2217://")
+
+
+def _is_serial_port(name: str) -> bool:
+    """A device path, a COM port, a pyserial URL, or an existing character device (such as a
+    pseudo-terminal reached through a symbolic link)."""
+    if name.startswith(_SERIAL_PREFIXES):
+        return True
+    try:
+        return stat.S_ISCHR(os.stat(name).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 class RunResult:
@@ -105,13 +120,18 @@ class Device:
     Parameters
     ----------
     backend : str or Backend
-        ``"model"``: the bit-exact golden model. ``"sim"`` (the Verilator virtual board) and
-        serial ports (``"/dev/..."``, ``"COM<n>"``, ``"socket://..."``) are not available yet.
-        A :class:`~plasticore.host.backend.Backend` instance is used as it is.
+        ``"model"``: the bit-exact golden model. A serial port (``"/dev/ttyUSB0"``,
+        ``"COM3"``, a pseudo-terminal path such as the one
+        ``python -m plasticore.sim.link_model`` prints, or a pyserial URL such as
+        ``"socket://host:port"``): a core speaking the link protocol, through
+        :class:`~plasticore.host.link_backend.LinkBackend`. ``"sim"``: the virtual board,
+        the whole SoC in Verilator behind a pseudo-terminal
+        (:class:`~plasticore.host.sim_backend.SimBackend`; built on first use). A :class:`~plasticore.host.backend.Backend` instance is
+        used as it is.
     config : CoreConfig, optional
-        The core's sizes for the ``"model"`` backend; :class:`CoreConfig()
-        <plasticore.config.CoreConfig>` by default. With a Backend instance it must be None or
-        equal to the backend's.
+        The core's sizes for the ``"model"`` and ``"sim"`` backends; by default
+        :class:`CoreConfig() <plasticore.config.CoreConfig>`, the iCEBreaker's core. With another backend it must be None or
+        equal to the backend's (a core on a serial port reports its own sizes).
 
     Raises
     ------
@@ -119,8 +139,10 @@ class Device:
         If ``backend`` or ``config`` has the wrong type.
     ValueError
         On an unknown backend name, or a ``config`` that contradicts the backend's.
-    NotImplementedError
-        For ``"sim"`` and serial ports.
+    plasticore.host.transport.TransportError
+        If a serial port cannot be opened.
+    plasticore.host.link.LinkException
+        If the core on a serial port does not answer as the protocol says.
 
     .. note::
         A device is a context manager: ``with Device("model") as dev:`` closes it on exit.
@@ -137,14 +159,17 @@ class Device:
         elif backend == "model":
             backend = ModelBackend(config if config is not None else CoreConfig())
         elif backend == "sim":
-            raise NotImplementedError("the 'sim' backend (the Verilator virtual board) is not "
-                                      "available yet; use 'model'")
-        elif backend.startswith(_SERIAL_PREFIXES):
-            raise NotImplementedError(f"serial port backend {backend!r} is not available yet; "
-                                      f"use 'model'")
+            from .sim_backend import SimBackend
+            backend = SimBackend(config)
+        elif _is_serial_port(backend):
+            backend = LinkBackend(SerialTransport(backend))
+            if config is not None and config != backend.config:
+                backend.close()
+                raise ValueError(f"config {config} contradicts the backend's {backend.config}")
         else:
             raise ValueError(f"unknown backend {backend!r}; expected 'model', 'sim' or a serial "
-                             f"port ('/dev/...', 'COM<n>', 'socket://...')")
+                             f"port ('/dev/...', 'COM<n>', 'socket://...', or a "
+                             f"pseudo-terminal's path)")
         self._backend: Backend = backend
         self._compiled: CompiledNetwork | None = None
 

@@ -75,7 +75,7 @@ class ErrorCode(enum.IntEnum):
     BAD_OPCODE = 3
     BAD_ADDRESS = 4    #: a space, an address or an input index out of range (detail = it)
     BAD_VALUE = 5      #: a register value out of range (detail = the register address)
-    BUSY = 6           #: RUN while a run is in progress
+    BUSY = 6           #: RUN or RESET_STATE while a run is in progress
     QUEUE_FULL = 7     #: SPIKES with more entries than the input queue has room for
     BAD_FRAME = 8      #: a SLIP escape error or a frame longer than MAX_BODY
 

@@ -6,6 +6,7 @@ import pytest
 from plasticore.config import CoreConfig
 from plasticore.host import Device, Network
 from plasticore.host.backend import Backend, ModelBackend
+from plasticore.host.transport import TransportError
 from plasticore.image import CoreImage, pack_synapses
 
 CFG = CoreConfig(n_inputs=4, n_neurons=5, n_recurrent=2)
@@ -37,13 +38,10 @@ def loaded(dev):
 # --- Construction -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, kwargs, exc, match", [
-    (("sim",), {}, NotImplementedError, r"the 'sim' backend \(the Verilator virtual board\) is "
-                                        r"not available yet"),
-    (("/dev/ttyUSB0",), {}, NotImplementedError,
-     r"serial port backend '/dev/ttyUSB0' is not available yet"),
-    (("COM3",), {}, NotImplementedError, r"serial port backend 'COM3' is not available yet"),
-    (("socket://localhost:4000",), {}, NotImplementedError,
-     r"serial port backend 'socket://localhost:4000'"),
+    (("/dev/plasticore-none",), {}, TransportError,
+     r"cannot open serial port '/dev/plasticore-none': No such file or directory"),
+    (("COM3",), {}, TransportError, r"cannot open serial port 'COM3'"),
+    (("socket://127.0.0.1:1",), {}, TransportError, r"'socket://127\.0\.0\.1:1': Connection refused"),
     (("fpga",), {}, ValueError, r"unknown backend 'fpga'; expected 'model', 'sim' or a serial "
                                 r"port"),
     ((3,), {}, TypeError, r"backend must be a str or a Backend, not 3"),

@@ -1,0 +1,61 @@
+"""End to end: the same network, learning on, on the golden model and on the virtual board.
+
+The virtual board is the whole SoC in Verilator behind a pseudo-terminal; the host reaches it
+through pyserial, the link protocol and the UART, as it would a board. Every spike, membrane
+potential and synapse word must be the same as on the golden model.
+"""
+
+import numpy as np
+
+from plasticore.config import CoreConfig
+from plasticore.host import Device, Network
+
+CONFIG = CoreConfig(n_inputs=8, n_neurons=8, n_recurrent=4)
+
+
+def learning_network():
+    net = Network("e2e")
+    inputs = net.inputs(6, name="inputs")
+    hidden = net.population(4, name="hidden", threshold=120, leak_shift=2, refractory=1,
+                            th_plus=30, wta=True)
+    out = net.population(4, name="out", threshold=90, leak_shift=3, bias=5)
+    net.connect(inputs, hidden, weights=("uniform", 20, 90, 4), name="in->hidden")
+    net.connect(hidden, out, weights=("uniform", 30, 120, 5), plasticity=1, name="hidden->out")
+    net.connect(inputs, out, weights=("uniform", 0, 40, 6), name="in->out")
+    net.learning(seed=11, shift_plus=6, shift_minus=7, q0=0, c_max=2)
+    return net, inputs, hidden, out
+
+
+def run(backend, config):
+    net, inputs, hidden, out = learning_network()
+    rng = np.random.default_rng(2)
+    raster = rng.random((60, len(inputs))) < 0.35
+    with Device(backend, config=config) as dev:
+        dev.load(net)
+        first = dev.run(30, {inputs: raster[:30]}, learn=True, record=[hidden, out])
+        second = dev.run(30, {inputs: raster[30:]}, learn=True)
+        weights = {p.name: dev.weights(p) for p in net.projections}
+        fields = {p.name: dev.synapses(p) for p in net.projections}
+        state = dev.state()
+        counters = dev.counters()
+    return first, second, weights, fields, state, counters
+
+
+def test_model_and_virtual_board_agree_bit_for_bit_with_learning_on():
+    model = run("model", CONFIG)
+    board = run("sim", CONFIG)
+    for a, b in zip(model[:2], board[:2]):
+        assert np.array_equal(a.spikes, b.spikes)
+        assert np.array_equal(a.v, b.v)
+    assert model[0].spikes.sum() > 20 and model[1].spikes.sum() > 20   # the network is active
+    for name in model[2]:
+        assert np.array_equal(model[2][name], board[2][name]), name
+        for field in ("w", "p", "c", "en"):
+            assert np.array_equal(model[3][name][field], board[3][name][field]), (name, field)
+    changed = sum(int((model[3][n]["p"] > 0).sum()) for n in model[3])
+    assert changed > 0          # consolidation promoted some synapses on both
+    for field in ("v", "th", "ref", "y", "x"):
+        assert np.array_equal(getattr(model[4], field), getattr(board[4], field)), field
+    for name in ("ticks", "pre_events", "synaptic_ops", "post_spikes", "ltd_writes",
+                 "ltp_writes"):
+        assert model[5][name] == board[5][name], name
