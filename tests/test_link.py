@@ -626,7 +626,7 @@ def _oracle(peer: ModelPeer, body) -> tuple[int, int, int, int] | None:
                 return seq, op, ErrorCode.BAD_ADDRESS, e
         if len(entries) > peer.queue_free:
             return seq, op, ErrorCode.QUEUE_FULL, peer.queue_free
-    if op == Opcode.RUN and peer.running:
+    if op in (Opcode.RUN, Opcode.RESET_STATE) and peer.running:
         return seq, op, ErrorCode.BUSY, 0
     return None
 
