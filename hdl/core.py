@@ -33,7 +33,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..config import (LEAK_OFF, REGISTERS, STREAM_LTD, STREAM_LTP, CoreConfig)
-from .datapath import CURRENT_BITS, NeuronUpdate, SynapseUpdate, bump, decay
+from .datapath import (NeuronUpdate, SynapseUpdate, bump, current_bits, decay, low_mask,
+                       lt_const)
 from .layouts import NeuronParams, Registers, SynapseWord, register_field
 from .rng import HashPipeline
 from .synmem import MEMORY_KINDS, SynapseBank
@@ -71,7 +72,12 @@ class Kind(enum.Enum, shape=2):
 
 
 class Status(enum.IntEnum):
-    """Addresses of the STATUS space."""
+    """Addresses of the STATUS space.
+
+    ``BANK_ACCESSES`` and ``WALK_CYCLES`` measure how busy the synapse ports are, for benchmarks;
+    they exist only in a core built with ``instrument=True`` and read 0 otherwise (a write of
+    ``CLEAR`` clears them either way).
+    """
     T = 0                  #: tick counter (read/write)
     CLEAR = 1              #: write: clear the counters below; read: ticks run
     PRE_EVENTS = 2
@@ -81,8 +87,9 @@ class Status(enum.IntEnum):
     LTP_WRITES = 6
     LAST_TICK_CYCLES = 7   #: clock cycles the last tick took, command to TICK_DONE
     TICK_CYCLES = 8        #: clock cycles of all ticks
-    BANK_ACCESSES = 9      #: synapse-bank reads plus writes during walks
-    WALK_CYCLES = 10       #: cycles in which a walk was issuing or in flight
+    BANK_ACCESSES = 9      #: synapse-bank reads plus writes during walks (0 unless instrumented)
+    WALK_CYCLES = 10       #: cycles in which a walk was issuing or in flight (0 unless
+    #: instrumented)
     CONFIG_SIZES = 11      #: n_inputs | n_neurons << 16 (read-only)
     CONFIG_CORE = 12       #: n_recurrent | banks << 16 | spram << 24 (read-only)
     FLAGS = 13             #: bit 0: a single-ported bank was read and written in one cycle
@@ -97,9 +104,79 @@ _COUNTERS = (Status.CLEAR, Status.PRE_EVENTS, Status.SYNAPTIC_OPS, Status.POST_S
              Status.LTD_WRITES, Status.LTP_WRITES, Status.LAST_TICK_CYCLES, Status.TICK_CYCLES,
              Status.BANK_ACCESSES, Status.WALK_CYCLES)
 
-_NLane = data.StructLayout({"current": signed(CURRENT_BITS), "y": 8, "ref": 4})
+_INSTRUMENT_COUNTERS = (Status.BANK_ACCESSES, Status.WALK_CYCLES)
+
+
+
+def _nlane_layout(config):
+    """Per-neuron walk data: input current (as wide as the core's sources need), y, ref."""
+    return data.StructLayout({"current": signed(current_bits(config.n_sources)), "y": 8,
+                              "ref": 4})
+
 _SLane = data.StructLayout({"x": 8, "inh": 1, "pending": 1})
 _NState = data.StructLayout({"v": signed(16), "th": 16})
+
+
+#: Memory attributes of a memory whose reads never meet a write to the same word in the same
+#: cycle, or ignore what they read then: Yosys need not make a read during a write return the
+#: old word (on iCE40 that costs a delayed copy of the write port in flip-flops). Yosys applies
+#: it when it merges the register behind an asynchronous read port (see
+#: :func:`registered_read_port`).
+NO_RW_CHECK = {"no_rw_check": 1}
+
+
+def registered_read_port(m, memory, name):
+    """A synchronous, non-transparent read port of ``memory`` (data one cycle after the
+    address, the word as it was before a write in the same cycle), made of an asynchronous read
+    port and a register, which Yosys merges into the block RAM. Returns an object with ``addr``,
+    ``data`` and ``en`` (always enabled; ``en`` is there for symmetry and ignored)."""
+    port = memory.read_port(domain="comb")
+    data = Signal(memory.shape, name=f"{name}_rdata", reset_less=True)
+    m.d.sync += data.eq(port.data)
+    return _ReadPort(port.addr, data, Signal(name=f"{name}_ren"))
+
+
+class _ReadPort:
+    def __init__(self, addr, data, en):
+        self.addr, self.data, self.en = addr, data, en
+
+
+def register_value_ok(m, address, value):
+    """A signal: ``value`` is legal for the register at ``address`` (any value for an address
+    that is not a register's). Built from each register's width and bounds: a zero test of the
+    bits above the width (shared by every width) and a comparison with a constant, no
+    comparator between signals."""
+    zero_above = {}
+    for width in sorted({r.width for r in REGISTERS}, reverse=True):
+        above = value[width:]
+        zero_above[width] = Signal(name=f"value_below_{width}_bits")
+        wider = [w for w in zero_above if w > width]
+        if wider:
+            narrowest = min(wider)
+            m.d.comb += zero_above[width].eq(zero_above[narrowest]
+                                             & (value[width:narrowest] == 0))
+        else:
+            m.d.comb += zero_above[width].eq(above == 0 if len(above) else 1)
+    ok = Signal()
+    m.d.comb += ok.eq(1)
+    with m.Switch(address):
+        for r in REGISTERS:
+            with m.Case(r.address):
+                low = value[:r.width]
+                check = zero_above[r.width] & lt_const(low, r.hi + 1)
+                if r.lo > 0:
+                    check &= ~lt_const(low, r.lo)
+                m.d.comb += ok.eq(check)
+    return ok
+
+
+def _join(high, scale, low):
+    """``high * scale + low`` for ``0 <= low < scale``: a concatenation when ``scale`` is a power
+    of two (no adder), else the arithmetic."""
+    if scale & (scale - 1) == 0:
+        bits = scale.bit_length() - 1
+        return Cat(low[:bits], high) if bits else high
+    return high * scale + low
 
 
 def _log2(n):
@@ -121,7 +198,9 @@ class Core(wiring.Component):
     spiking in the next tick (twice is the same as once).
 
     Reset sets the registers to their defaults, the tick counter and all counters to 0, and
-    leaves the memories as they were: a host loads a complete image before running.
+    leaves the memories as they were: a host loads a complete image before running. (The
+    counters other than the benchmark ones live in a small memory, which the core zeroes in the
+    first cycles after reset, and after a write of ``CLEAR``, before it takes a command.)
 
     Parameters
     ----------
@@ -133,6 +212,9 @@ class Core(wiring.Component):
         Kind of synapse bank (see :class:`~.synmem.SynapseBank`).
     hash_rounds_per_stage : int
         Rounds of the random-number permutation between pipeline registers (1, 2, 4 or 8).
+    instrument : bool
+        Build the benchmark counters ``BANK_ACCESSES`` and ``WALK_CYCLES`` (see
+        :class:`Status`); without them they read 0.
 
     Members
     -------
@@ -143,7 +225,7 @@ class Core(wiring.Component):
     """
 
     def __init__(self, config: CoreConfig, *, banks: int = 4, memory: str = "bram",
-                 hash_rounds_per_stage: int = 2):
+                 hash_rounds_per_stage: int = 2, instrument: bool = True):
         if not isinstance(config, CoreConfig):
             raise TypeError(f"config must be a CoreConfig, not {config!r}")
         if banks not in (1, 2, 4, 8, 16):
@@ -160,6 +242,7 @@ class Core(wiring.Component):
             raise ValueError(f"hash_rounds_per_stage must be 1, 2, 4 or 8, not "
                              f"{hash_rounds_per_stage!r}")
         self._hash_rounds_per_stage = hash_rounds_per_stage
+        self._instrument = bool(instrument)
         super().__init__({
             "cmd": In(stream.Signature(Command)),
             "rsp": Out(stream.Signature(Response)),
@@ -177,6 +260,10 @@ class Core(wiring.Component):
     @property
     def memory(self) -> str:
         return self._memory
+
+    @property
+    def instrument(self) -> bool:
+        return self._instrument
 
     @property
     def bank_depth(self) -> int:
@@ -205,7 +292,19 @@ class Core(wiring.Component):
         # ---- State ---------------------------------------------------------------------------
         regs = Signal(Registers, init={register_field(r.name): r.default for r in REGISTERS})
         t = Signal(32)
-        counters = {c: Signal(32, name=f"count_{c.name.lower()}") for c in _COUNTERS}
+        # The benchmark counters count every cycle, so they are registers; the others change
+        # once a tick and live in a small memory, addressed by their STATUS address: at the end
+        # of every tick a fold adds the tick's counts to them (see FOLD).
+        counters = {c: Signal(32, name=f"count_{c.name.lower()}") for c in _INSTRUMENT_COUNTERS
+                    if self._instrument}
+        m.submodules.counters = counter_mem = Memory(shape=32, depth=16, init=[],
+                                                     attrs=NO_RW_CHECK)
+        counter_w = counter_mem.write_port()
+        counter_r = registered_read_port(m, counter_mem, "counters")
+        # This tick's counts.
+        pre_tick = Signal(range(cfg.n_sources + 1))
+        ltd_tick = Signal(range(cfg.n_synapses + 1))
+        ltp_tick = Signal(range(cfg.n_synapses + 1))
         conflict = Signal()
 
         banks = []
@@ -218,33 +317,40 @@ class Core(wiring.Component):
         def lane_memories(prefix, shape, depth):
             reads, writes = [], []
             for lane in range(B):
-                mem = Memory(shape=shape, depth=max(depth, 1), init=[])
+                mem = Memory(shape=shape, depth=max(depth, 1), init=[], attrs=NO_RW_CHECK)
                 m.submodules[f"{prefix}{lane}"] = mem
-                write = mem.write_port()
-                reads.append(mem.read_port(transparent_for=(write,)))
-                writes.append(write)
+                writes.append(mem.write_port())
+                reads.append(registered_read_port(m, mem, f"{prefix}{lane}"))
             return reads, writes
 
-        nlane_r, nlane_w = lane_memories("nlane", _NLane, NB)
+        nlane_r, nlane_w = lane_memories("nlane", _nlane_layout(cfg), NB)
         slane_r, slane_w = lane_memories("slane", _SLane, SB)
 
-        m.submodules.nparam = nparam_mem = Memory(shape=unsigned(64), depth=N, init=[])
+        m.submodules.nparam = nparam_mem = Memory(shape=unsigned(64), depth=N, init=[],
+                                                  attrs=NO_RW_CHECK)
         nparam_w = nparam_mem.write_port(granularity=32)
-        nparam_r = nparam_mem.read_port()
+        nparam_r = registered_read_port(m, nparam_mem, "nparam")
         params = data.View(NeuronParams, nparam_r.data)
-        m.submodules.nstate = nstate_mem = Memory(shape=_NState, depth=N, init=[])
+        m.submodules.nstate = nstate_mem = Memory(shape=_NState, depth=N, init=[],
+                                                  attrs=NO_RW_CHECK)
         nstate_w = nstate_mem.write_port()
-        nstate_r = nstate_mem.read_port(transparent_for=(nstate_w,))
+        nstate_r = registered_read_port(m, nstate_mem, "nstate")
 
         PreEntry = data.StructLayout({"q": range(max(SB, 2)), "mask": B, "inh": B})
-        m.submodules.prelist = prelist_mem = Memory(shape=PreEntry, depth=max(SB, 1), init=[])
-        prelist_w, prelist_r = prelist_mem.write_port(), prelist_mem.read_port()
+        m.submodules.prelist = prelist_mem = Memory(shape=PreEntry, depth=max(SB, 1), init=[],
+                                                    attrs=NO_RW_CHECK)
+        prelist_w = prelist_mem.write_port()
+        prelist_r = registered_read_port(m, prelist_mem, "prelist")
         # Groups q of B sources with a nonzero presynaptic trace: the only rows a column walk
         # can change (potentiation needs x > 0), listed by phase A.
-        m.submodules.xlist = xlist_mem = Memory(shape=range(max(SB, 2)), depth=max(SB, 1), init=[])
-        xlist_w, xlist_r = xlist_mem.write_port(), xlist_mem.read_port()
-        m.submodules.spikelist = spikelist_mem = Memory(shape=range(max(N, 2)), depth=N, init=[])
-        spikelist_w, spikelist_r = spikelist_mem.write_port(), spikelist_mem.read_port()
+        m.submodules.xlist = xlist_mem = Memory(shape=range(max(SB, 2)), depth=max(SB, 1),
+                                                init=[], attrs=NO_RW_CHECK)
+        xlist_w = xlist_mem.write_port()
+        xlist_r = registered_read_port(m, xlist_mem, "xlist")
+        m.submodules.spikelist = spikelist_mem = Memory(shape=range(max(N, 2)), depth=N, init=[],
+                                                        attrs=NO_RW_CHECK)
+        spikelist_w = spikelist_mem.write_port()
+        spikelist_r = registered_read_port(m, spikelist_mem, "spikelist")
 
         # Reads have no side effects: every memory's read port is always enabled except the
         # synapse banks, whose reads count as port accesses.
@@ -355,9 +461,9 @@ class Core(wiring.Component):
         m.d.comb += changes.eq(sum(changed))
         with m.If(tw.valid & tw.write):
             with m.If(tw.ltp):
-                m.d.sync += counters[Status.LTP_WRITES].eq(counters[Status.LTP_WRITES] + changes)
+                m.d.sync += ltp_tick.eq(ltp_tick + changes)
             with m.Else():
-                m.d.sync += counters[Status.LTD_WRITES].eq(counters[Status.LTD_WRITES] + changes)
+                m.d.sync += ltd_tick.eq(ltd_tick + changes)
 
         accesses = Signal(range(2 * B + 1))
         m.d.comb += accesses.eq(sum(bank.ren + bank.wen for bank in banks))
@@ -371,7 +477,6 @@ class Core(wiring.Component):
         m.d.comb += [self.rsp.payload.kind.eq(rsp_kind), self.rsp.payload.data.eq(rsp_data)]
 
         learn = Signal()
-        key_first = Signal(32)
 
         # ---- Tick state ----------------------------------------------------------------------
         sweep = Signal(range(max(S, N, 2) + 2))       # phases A and C
@@ -394,10 +499,20 @@ class Core(wiring.Component):
         slot = Signal()                 # SPRAM: 0 = read slot, 1 = write slot
         m.d.sync += slot.eq(~slot)
 
-        decay_mask = Signal(16)
-        m.d.comb += decay_mask.eq((Const(1, 17) << regs.th_decay_period) - 1)
 
-        m.submodules.neuron = nu = NeuronUpdate()
+        # Phase C's neuron update; its inputs are the neuron read in the previous cycle, in
+        # every state (only phase C writes what it computes). The pool pass does not decay
+        # theta again.
+        m.submodules.neuron = nu = NeuronUpdate(current_bits(S))
+        pool_pass = Signal()
+        nu_lane = (Array(nlane_r)[lane_of(sweep1)].data if B > 1 else nlane_r[0].data)
+        m.d.comb += [
+            nu.params.eq(params), nu.v.eq(nstate_r.data.v), nu.th.eq(nstate_r.data.th),
+            nu.ref.eq(nu_lane.ref), nu.current.eq(nu_lane.current), nu.learn.eq(learn),
+            nu.decay_now.eq(((t[:16] & low_mask(regs.th_decay_period, 16)) == 0) & ~pool_pass),
+            nu.regs.eq(regs),
+        ]
+        y_fired = bump(nu_lane.y, regs.y_inc, regs.trace_all_to_all)
 
         # Spike bookkeeping shared by both passes of phase C.
         def record_spike(j):
@@ -427,22 +542,26 @@ class Core(wiring.Component):
         with m.If(self.busy):
             m.d.sync += tick_cycles.eq(tick_cycles + 1)
         walking = Signal()
-        with m.If(walking | in_flight):
-            m.d.sync += [
-                counters[Status.WALK_CYCLES].eq(counters[Status.WALK_CYCLES] + 1),
-                counters[Status.BANK_ACCESSES].eq(counters[Status.BANK_ACCESSES] + accesses),
-            ]
+        if self._instrument:
+            with m.If(walking | in_flight):
+                m.d.sync += [
+                    counters[Status.WALK_CYCLES].eq(counters[Status.WALK_CYCLES] + 1),
+                    counters[Status.BANK_ACCESSES].eq(counters[Status.BANK_ACCESSES] + accesses),
+                ]
 
         # Row walks, stage 1: I[j] += signed weight, for every lane.
         with m.If(t1.valid & ~t1.ltp):
             for lane in range(B):
                 old = nlane_r[lane].data
                 weight = words1[lane].w
+                # old + (inh ? -w : w) with one adder: old - w = ~(~old + w).
+                flip = t1.inh.replicate(len(old.current))
+                added = Signal.like(old.current, name=f"current_sum{lane}")
+                m.d.comb += added.eq((old.current ^ flip) + weight)
                 m.d.comb += [
                     nlane_w[lane].addr.eq(t1.lane_addr),
                     nlane_w[lane].data.eq(old),
-                    nlane_w[lane].data.current.eq(Mux(t1.inh, old.current - weight,
-                                                      old.current + weight)),
+                    nlane_w[lane].data.current.eq(added ^ flip),
                     nlane_w[lane].en.eq(1),
                 ]
 
@@ -453,26 +572,20 @@ class Core(wiring.Component):
         high_zero = addr[2 * _INDEX_BITS:] == 0 if ADDRESS_BITS > 2 * _INDEX_BITS else Const(1)
         syn_bank = (syn_s + syn_j)[:LB] if LB else Const(0, 1)
         syn_addr = Signal(bank_abits)
-        m.d.comb += syn_addr.eq(syn_s * NB + (syn_j >> LB))
+        m.d.comb += syn_addr.eq(_join(syn_s, NB, syn_j >> LB))
 
         valid_addr = Signal()
-        # The register's bounds are selected first, so that two comparators serve every register.
-        reg_lo, reg_hi = Signal(32), Signal(32)
-        with m.Switch(addr):
-            for r in REGISTERS:
-                with m.Case(r.address):
-                    m.d.comb += [reg_lo.eq(r.lo), reg_hi.eq(r.hi)]
-        reg_ok = (cmd_reg.data >= reg_lo) & (cmd_reg.data <= reg_hi)
+        reg_ok = register_value_ok(m, addr, cmd_reg.data)
         with m.Switch(cmd_reg.space):
             with m.Case(Space.REG):
-                m.d.comb += valid_addr.eq((addr < len(REGISTERS))
+                m.d.comb += valid_addr.eq(lt_const(addr, len(REGISTERS))
                                           & ((cmd_reg.op != Op.WRITE) | reg_ok))
             with m.Case(Space.SYN):
-                m.d.comb += valid_addr.eq(high_zero & (syn_s < S) & (syn_j < N))
+                m.d.comb += valid_addr.eq(high_zero & lt_const(syn_s, S) & lt_const(syn_j, N))
             with m.Case(Space.NPARAM, Space.NSTATE):
-                m.d.comb += valid_addr.eq(nrn < N)
+                m.d.comb += valid_addr.eq(lt_const(nrn, N))
             with m.Case(Space.SOURCE):
-                m.d.comb += valid_addr.eq(addr < S)
+                m.d.comb += valid_addr.eq(lt_const(addr, S))
             with m.Case(Space.STATUS):
                 m.d.comb += valid_addr.eq(Mux(cmd_reg.op == Op.WRITE,
                                               (addr == Status.T) | (addr == Status.CLEAR),
@@ -501,7 +614,10 @@ class Core(wiring.Component):
                 m.d.comb += status_value.eq(t)
             for c in _COUNTERS:
                 with m.Case(c):
-                    m.d.comb += status_value.eq(counters[c])
+                    if c in _INSTRUMENT_COUNTERS:
+                        m.d.comb += status_value.eq(counters.get(c, 0))
+                    else:
+                        m.d.comb += status_value.eq(counter_r.data)
             with m.Case(Status.CONFIG_SIZES):
                 m.d.comb += status_value.eq(cfg.n_inputs | (cfg.n_neurons << 16))
             with m.Case(Status.CONFIG_CORE):
@@ -531,7 +647,11 @@ class Core(wiring.Component):
             m.d.sync += [rsp_kind.eq(kind), rsp_data.eq(value)]
 
         # ---- The sequencer ---------------------------------------------------------------------
-        with m.FSM(name="sequencer"):
+        fold = Signal(range(16), init=Status.CLEAR)
+        fold_zero = Signal(init=1)
+        m.d.comb += counter_r.addr.eq(addr[:4])
+        # Reset zeroes the counters first.
+        with m.FSM(name="sequencer", init="FOLD"):
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
@@ -542,10 +662,11 @@ class Core(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 drive_reads_for_command()
                 with m.If(cmd_reg.op == Op.TICK):
-                    m.d.sync += [learn.eq(cmd_reg.data[0]), tick_cycles.eq(1), sweep.eq(0)]
+                    m.d.sync += [learn.eq(cmd_reg.data[0]), tick_cycles.eq(1), sweep.eq(0),
+                                 pre_tick.eq(0), ltd_tick.eq(0), ltp_tick.eq(0)]
                     m.next = "KEY1"
                 with m.Elif(cmd_reg.op == Op.SPIKE):
-                    with m.If(high_zero & (addr < cfg.n_inputs)):
+                    with m.If(high_zero & lt_const(addr, cfg.n_inputs)):
                         m.next = "SPIKE_WRITE"
                     with m.Else():
                         respond(Kind.ERROR, addr)
@@ -559,7 +680,12 @@ class Core(wiring.Component):
                     self._write(m, cmd_reg, regs, t, counters, banks, syn_bank, syn_addr,
                                 nparam_w, nstate_w, nlane_w, slane_w, nlane_r, B, LB, lane_of,
                                 row_of)
-                    m.next = "IDLE"
+                    with m.If((cmd_reg.space == Space.STATUS) & (addr != Status.T)):
+                        # CLEAR: zero the counters in memory too.
+                        m.d.sync += [fold.eq(Status.CLEAR), fold_zero.eq(1)]
+                        m.next = "FOLD"
+                    with m.Else():
+                        m.next = "IDLE"
 
             with m.State("CAPTURE"):
                 m.d.comb += self.busy.eq(1)
@@ -590,11 +716,11 @@ class Core(wiring.Component):
                 m.d.comb += [self.busy.eq(1), keyhash.x.eq(t)]
                 m.d.sync += sweep.eq(sweep + 1)
                 with m.If(sweep == LH):
-                    m.d.sync += [key_first.eq(keyhash.y), sweep.eq(0)]
+                    m.d.sync += [key.eq(keyhash.y), sweep.eq(0)]   # H(t), for now
                     m.next = "KEY2"
 
             with m.State("KEY2"):
-                m.d.comb += [self.busy.eq(1), keyhash.x.eq(key_first ^ regs.seed)]
+                m.d.comb += [self.busy.eq(1), keyhash.x.eq(key ^ regs.seed)]
                 m.d.sync += sweep.eq(sweep + 1)
                 with m.If(sweep == LH):
                     m.d.sync += [key.eq(keyhash.y), sweep.eq(0), pre_count.eq(0),
@@ -696,21 +822,20 @@ class Core(wiring.Component):
                         issue.inh.eq(inh), issue.rot.eq(rot), issue.lane_addr.eq(walk_step),
                     ]
                     for b in range(B):
-                        m.d.comb += issue.addr[b].eq(walk_s * NB + walk_step)
+                        m.d.comb += issue.addr[b].eq(_join(walk_s, NB, walk_step))
                     m.d.sync += walk_step.eq(walk_step + 1)
                     with m.If(walk_step == NB - 1):
-                        m.d.sync += [counters[Status.SYNAPTIC_OPS].eq(
-                            counters[Status.SYNAPTIC_OPS] + N)]
                         m.next = "B_NEXT"
 
             with m.State("B_DRAIN"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(~in_flight):
                     m.d.sync += [sweep.eq(0), sweep1_valid.eq(0), spike_count.eq(0),
-                                 best_valid.eq(0)]
+                                 best_valid.eq(0), pool_pass.eq(0)]
                     m.next = "C"
 
-            # -- Phase C: leak, integrate, fire ---------------------------------------------------
+            # -- Phase C: leak, integrate, fire; then, if a winner-take-all pool had a candidate,
+            # a second pass that resets the pool and fires the winner ---------------------------
             with m.State("C"):
                 m.d.comb += self.busy.eq(1)
                 issuing = sweep < N
@@ -720,83 +845,39 @@ class Core(wiring.Component):
                 self._read_neuron(m, sweep, nparam_r, nstate_r, nlane_r, slane_r, B, LB,
                                   lane_of, row_of, source_address)
                 j = sweep1
-                nl = Array(nlane_r)[lane_of(j)].data if B > 1 else nlane_r[0].data
-                m.d.comb += [
-                    nu.params.eq(params), nu.v.eq(nstate_r.data.v),
-                    nu.th.eq(nstate_r.data.th), nu.ref.eq(nl.ref), nu.current.eq(nl.current),
-                    nu.learn.eq(learn), nu.decay_now.eq((t & decay_mask) == 0),
-                    nu.regs.eq(regs),
-                ]
-                with m.If(sweep1_valid):
-                    pool = params.wta
-                    fire = nu.candidate & ~pool
+                pool = params.wta
+                winner = j == best_j
+                fire = Mux(pool_pass, pool & winner, nu.candidate & ~pool)
+                with m.If(sweep1_valid & (~pool_pass | pool)):
                     m.d.comb += [
                         nstate_w.addr.eq(j), nstate_w.en.eq(1),
-                        nstate_w.data.v.eq(Mux(fire, nu.v_fire, nu.v_rest)),
+                        nstate_w.data.v.eq(Mux(fire | pool_pass, nu.v_fire, nu.v_rest)),
                         nstate_w.data.th.eq(Mux(fire, nu.th_fire, nu.th_rest)),
                     ]
-                    for lane in range(B):
-                        with m.If(lane_of(j) == lane):
-                            m.d.comb += [
-                                nlane_w[lane].addr.eq(row_of(j) if LB else j),
-                                nlane_w[lane].data.current.eq(0),
-                                nlane_w[lane].data.y.eq(Mux(fire, bump(
-                                    nl.y, regs.y_inc, regs.trace_all_to_all), nl.y)),
-                                nlane_w[lane].data.ref.eq(Mux(fire, nu.ref_fire, nu.ref_rest)),
-                                nlane_w[lane].en.eq(1),
-                            ]
-                    with m.If(fire):
-                        record_spike(j)
-                        set_pending(j, [slane_r[lane].data for lane in range(B)])
-                    with m.If(pool & nu.candidate & (~best_valid | (nu.margin > best_margin))):
-                        m.d.sync += [best_valid.eq(1), best_margin.eq(nu.margin), best_j.eq(j)]
-                with m.If(~issuing & ~sweep1_valid):
-                    m.d.sync += [sweep.eq(0), sweep1_valid.eq(0)]
-                    with m.If(best_valid):
-                        m.next = "C_POOL"
-                    with m.Else():
-                        m.d.sync += spike_index.eq(0)
-                        m.next = "D_FETCH"
-
-            # -- Phase C, winner-take-all: reset the pool, fire the winner -----------------------
-            with m.State("C_POOL"):
-                m.d.comb += self.busy.eq(1)
-                issuing = sweep < N
-                m.d.sync += [sweep1.eq(sweep), sweep1_valid.eq(issuing)]
-                with m.If(issuing):
-                    m.d.sync += sweep.eq(sweep + 1)
-                self._read_neuron(m, sweep, nparam_r, nstate_r, nlane_r, slane_r, B, LB,
-                                  lane_of, row_of, source_address)
-                j = sweep1
-                prm = params
-                nl = Array(nlane_r)[lane_of(j)].data if B > 1 else nlane_r[0].data
-                raised = Signal(17)
-                m.d.comb += raised.eq(nstate_r.data.th + prm.th_plus)
-                winner = j == best_j
-                with m.If(sweep1_valid & prm.wta):
-                    m.d.comb += [
-                        nstate_w.addr.eq(j), nstate_w.en.eq(1),
-                        nstate_w.data.v.eq(prm.reset),
-                        nstate_w.data.th.eq(Mux(winner & learn,
-                                                Mux(raised > 0xFFFF, 0xFFFF, raised),
-                                                nstate_r.data.th)),
-                    ]
-                    with m.If(winner):
+                    with m.If(~pool_pass | fire):
                         for lane in range(B):
                             with m.If(lane_of(j) == lane):
                                 m.d.comb += [
                                     nlane_w[lane].addr.eq(row_of(j) if LB else j),
                                     nlane_w[lane].data.current.eq(0),
-                                    nlane_w[lane].data.y.eq(bump(nl.y, regs.y_inc,
-                                                                 regs.trace_all_to_all)),
-                                    nlane_w[lane].data.ref.eq(prm.refractory),
+                                    nlane_w[lane].data.y.eq(Mux(fire, y_fired, nu_lane.y)),
+                                    nlane_w[lane].data.ref.eq(Mux(fire, nu.ref_fire,
+                                                                  nu.ref_rest)),
                                     nlane_w[lane].en.eq(1),
                                 ]
+                    with m.If(fire):
                         record_spike(j)
                         set_pending(j, [slane_r[lane].data for lane in range(B)])
+                    with m.If(~pool_pass & pool & nu.candidate
+                              & (~best_valid | (nu.margin > best_margin))):
+                        m.d.sync += [best_valid.eq(1), best_margin.eq(nu.margin), best_j.eq(j)]
                 with m.If(~issuing & ~sweep1_valid):
-                    m.d.sync += spike_index.eq(0)
-                    m.next = "D_FETCH"
+                    m.d.sync += [sweep.eq(0), sweep1_valid.eq(0)]
+                    with m.If(~pool_pass & best_valid):
+                        m.d.sync += pool_pass.eq(1)
+                    with m.Else():
+                        m.d.sync += spike_index.eq(0)
+                        m.next = "D_FETCH"
 
             # -- Phase D: one column walk per spike -------------------------------------------------
             with m.State("D_FETCH"):
@@ -823,11 +904,10 @@ class Core(wiring.Component):
                         issue.rot.eq(rot), issue.lane_addr.eq(step),
                         xlist_r.addr.eq(x_index + 1),
                     ]
-                    offsets = Array(Const(i * NB, bank_abits) for i in range(B))
                     for b in range(B):
-                        lane = (b - rot)[:LB] if LB else Const(0, 1)
-                        m.d.comb += issue.addr[b].eq(step * (B * NB) + offsets[lane]
-                                                     + (walk_j >> LB))
+                        lane = (b - rot)[:LB] if LB else Const(0, 0)
+                        m.d.comb += issue.addr[b].eq(_join(_join(step, B, lane), NB,
+                                                           walk_j >> LB))
                     m.d.sync += x_index.eq(x_index + 1)
                     with m.If(x_index == x_count - 1):
                         m.next = "D_FETCH"
@@ -842,17 +922,8 @@ class Core(wiring.Component):
             with m.State("E_FETCH"):
                 m.d.comb += [self.busy.eq(1), spikelist_r.addr.eq(spike_index)]
                 with m.If(spike_index == spike_count):
-                    respond(Kind.TICK_DONE, t)
-                    m.d.sync += [
-                        t.eq(t + 1),
-                        counters[Status.CLEAR].eq(counters[Status.CLEAR] + 1),
-                        counters[Status.POST_SPIKES].eq(counters[Status.POST_SPIKES]
-                                                        + spike_count),
-                        counters[Status.LAST_TICK_CYCLES].eq(tick_cycles + 1),
-                        counters[Status.TICK_CYCLES].eq(counters[Status.TICK_CYCLES]
-                                                        + tick_cycles + 1),
-                    ]
-                    m.next = "RESPOND"
+                    m.d.sync += [fold.eq(Status.CLEAR), fold_zero.eq(0)]
+                    m.next = "FOLD"
                 with m.Else():
                     m.d.sync += spike_index.eq(spike_index + 1)
                     m.next = "E_SPIKE"
@@ -867,10 +938,47 @@ class Core(wiring.Component):
                 with m.If(self.rsp.ready):
                     m.next = "E_FETCH"
 
+            # -- The counters: add this tick's counts (or, after a reset or a CLEAR, zero them),
+            # one a cycle: read counter `fold` while writing counter `fold - 1`. Then the end of
+            # the tick. The cycle counts are those up to TICK_DONE. -------------------------------
+            with m.State("FOLD"):
+                m.d.comb += [self.busy.eq(~fold_zero), counter_r.addr.eq(fold)]
+                m.d.sync += fold.eq(fold + 1)
+                written = Signal(range(16))
+                m.d.comb += written.eq(fold - 1)
+                delta = Signal(32)
+                with m.Switch(written):
+                    with m.Case(Status.CLEAR):
+                        m.d.comb += delta.eq(1)
+                    with m.Case(Status.PRE_EVENTS):
+                        m.d.comb += delta.eq(pre_tick)
+                    with m.Case(Status.SYNAPTIC_OPS):
+                        m.d.comb += delta.eq(pre_tick * N)
+                    with m.Case(Status.POST_SPIKES):
+                        m.d.comb += delta.eq(spike_count)
+                    with m.Case(Status.LTD_WRITES):
+                        m.d.comb += delta.eq(ltd_tick)
+                    with m.Case(Status.LTP_WRITES):
+                        m.d.comb += delta.eq(ltp_tick)
+                    with m.Case(Status.LAST_TICK_CYCLES):
+                        m.d.comb += delta.eq(tick_cycles + 2)
+                    with m.Case(Status.TICK_CYCLES):
+                        m.d.comb += delta.eq(tick_cycles + 1)
+                base = Mux(written == Status.LAST_TICK_CYCLES, 0, counter_r.data)
+                with m.If(fold != Status.CLEAR):
+                    m.d.comb += [counter_w.addr.eq(written), counter_w.en.eq(1),
+                                 counter_w.data.eq(Mux(fold_zero, 0, base + delta))]
+                with m.If(written == Status.TICK_CYCLES):
+                    with m.If(fold_zero):
+                        m.next = "IDLE"
+                    with m.Else():
+                        respond(Kind.TICK_DONE, t)
+                        m.d.sync += t.eq(t + 1)
+                        m.next = "RESPOND"
+
         # Pre-events are counted as phase A finds them.
         with m.If(prelist_w.en):
-            m.d.sync += counters[Status.PRE_EVENTS].eq(
-                counters[Status.PRE_EVENTS] + sum(prelist_w.data.mask[lane] for lane in range(B)))
+            m.d.sync += pre_tick.eq(pre_tick + sum(prelist_w.data.mask[lane] for lane in range(B)))
 
         return m
 
@@ -925,5 +1033,5 @@ class Core(wiring.Component):
                 with m.If(addr == Status.T):
                     m.d.sync += t.eq(value)
                 with m.Else():
-                    for c in _COUNTERS:
-                        m.d.sync += counters[c].eq(0)
+                    for counter in counters.values():
+                        m.d.sync += counter.eq(0)

@@ -10,14 +10,20 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import (COIN_NEVER, COIN_RANDOM_BITS, LEAK_OFF, PLASTICITY_FROZEN, SR_RANDOM_BITS,
-                      TH_MAX, TRACE_MAX, V_MAX, V_MIN)
+                      TH_MAX, TRACE_MAX, V_MAX, V_MIN, WEIGHT_MAX)
 from .layouts import NeuronParams, Registers, SynapseWord
 
-__all__ = ["SynapseUpdate", "NeuronUpdate", "CURRENT_BITS", "decay", "bump", "saturate",
-           "ceilsh"]
+__all__ = ["SynapseUpdate", "NeuronUpdate", "CURRENT_BITS", "current_bits", "decay", "bump",
+           "saturate", "ceilsh", "low_mask", "lt_const"]
 
-#: Width of the signed input-current accumulator: 16384 sources of weight 255 fit.
+#: Width of the signed input-current accumulator of the largest core: 16384 sources of weight
+#: 255 fit. A core sizes its own with :func:`current_bits`.
 CURRENT_BITS = 24
+
+
+def current_bits(n_sources: int) -> int:
+    """Width of a signed accumulator of ``n_sources`` weights of either sign."""
+    return (n_sources * WEIGHT_MAX).bit_length() + 1
 
 
 def saturate(m, value, lo: int, hi: int, shape):
@@ -32,20 +38,95 @@ def saturate(m, value, lo: int, hi: int, shape):
     return result
 
 
-def ceilsh(value, shift):
-    """``(value + 2**shift - 1) >> shift`` for an unsigned ``value``."""
-    return (value + (Const(1, unsigned(17)) << shift) - 1) >> shift
+def _saturate_signed(value, width: int):
+    """A signed ``value`` clamped to the range of ``signed(width)``, decided by its top bits
+    alone (no comparator)."""
+    top = value[width - 1:]
+    fits = (top == 0) | (top == (1 << len(top)) - 1)
+    lowest = Const(-(1 << (width - 1)), signed(width))
+    highest = Const((1 << (width - 1)) - 1, signed(width))
+    return Mux(fits, value[:width].as_signed(), Mux(value[-1], lowest, highest))
+
+
+def lt_const(value, limit: int):
+    """``value < limit`` for an unsigned ``value`` and a constant ``limit``, as plain logic.
+
+    Yosys maps a comparison to a carry chain whose cells hold nothing else (on iCE40 a logic cell
+    per bit); against a constant, a chain of AND/OR terms packs into a few LUT4s instead.
+    """
+    width = len(value)
+    if limit <= 0:
+        return Const(0)
+    if limit >= 1 << width:
+        return Const(1)
+    below = Const(0)                # value[:i] < limit[:i]
+    for i in range(width):
+        if (limit >> i) & 1:
+            below = ~value[i] | below
+        else:
+            below = ~value[i] & below
+    return below
+
+
+def low_mask(shift, width: int):
+    """``(1 << shift) - 1`` on ``width`` bits for an unsigned ``shift`` (all ones from
+    ``shift >= width`` on): a table, one LUT per bit, no shifter or adder."""
+    table = 0
+    entries = 1 << len(shift)
+    for s in range(entries):
+        table |= ((1 << min(s, width)) - 1) << (s * width)
+    return Const(table, entries * width).word_select(shift, width)
+
+
+def shift_right(m, value, shift, name):
+    """``value >> shift`` for an unsigned ``value`` of at most 16 bits and a 4-bit ``shift``,
+    as the product ``value * 2**(15 - shift) >> 15``: on iCE40 a DSP and a 4-to-16 decoder
+    instead of a barrel shifter."""
+    assert len(value) <= 16 and len(shift) == 4
+    table = 0
+    for s in range(16):
+        table |= (1 << (15 - s)) << (16 * s)
+    scale = Signal(16, name=f"{name}_scale")
+    m.d.comb += scale.eq(Const(table, 256).word_select(shift, 16))
+    product = Signal(32, name=f"{name}_product")
+    m.d.comb += product.eq(value * scale)
+    return product[15:15 + len(value)]
+
+
+def ceilsh(value, shift, max_shift=None):
+    """``(value + 2**shift - 1) >> shift`` for an unsigned ``value``.
+
+    ``shift`` must not exceed ``max_shift`` (default ``len(value)``), the widest mask built.
+    """
+    if max_shift is None:
+        max_shift = len(value)
+    return (value + low_mask(shift, max_shift)) >> shift
 
 
 def decay(value, shift):
-    """Trace decay ``x - ceilsh(x, s)``: reaches 0."""
-    return (value - ceilsh(value, shift))[:len(value)]
+    """Trace decay ``x - ceilsh(x, s)``: reaches 0.
+
+    For ``s >= len(x)`` the quotient is ``x > 0``, which a shift of ``len(x)`` gives too, so the
+    shift is clamped to ``len(x)`` (a power of two) and the sum is one bit wider than ``x``.
+    """
+    width = len(value)
+    top = _log2_exact(width)
+    if len(shift) > top:
+        clamped = Mux(shift[top:].any(), width, shift[:top])
+    else:
+        clamped = shift
+    return (value - ceilsh(value, clamped, width))[:width]
+
+
+def _log2_exact(n):
+    assert n & (n - 1) == 0, n
+    return n.bit_length() - 1
 
 
 def bump(trace, increment, all_to_all):
     """A trace at a spike: set to ``increment``, or incremented and saturated at 255."""
     total = trace + increment
-    return Mux(all_to_all, Mux(total > TRACE_MAX, TRACE_MAX, total), increment)
+    return Mux(all_to_all, Mux(total[8], TRACE_MAX, total[:8]), increment)
 
 
 class SynapseUpdate(wiring.Component):
@@ -100,46 +181,67 @@ class SynapseUpdate(wiring.Component):
                 with m.Case(p):
                     m.d.comb += gate.eq(getattr(regs, f"gate_shift_{p}"))
         w_max = regs.w_max
-        headroom = Mux(word.w < w_max, w_max - word.w, 0)[:8]
+        room = Signal(9)            # w_max - w; bit 8 set when w > w_max
+        m.d.comb += room.eq(w_max - word.w)
+        headroom = Mux(room[8], 0, room[:8])
         base = Signal(8)
         m.d.comb += base.eq(Mux(regs.soft_bounds, Mux(self.ltp, headroom, word.w),
                                 Mux(self.ltp, regs.a_plus, regs.a_minus)))
+        # The total shift: at most 39 from the registers' ranges, but a shift of 24 or more
+        # gives what 24 gives (a zero quotient, every random bit compared), so it is clamped.
+        total_shift = Signal(range(39 + 1))
+        m.d.comb += total_shift.eq(Mux(self.ltp, regs.shift_plus, regs.shift_minus) + gate)
 
         s1_product = Signal(16)
-        s1_shift = Signal(range(SR_RANDOM_BITS + 16))
+        s1_shift = Signal(range(SR_RANDOM_BITS + 1))
         s1_apply = Signal()
         s1_word = Signal(SynapseWord)
         s1_ltp = Signal()
         s1_draw = Signal(32)
+        s1_above = Signal()         # w > w_max
         m.d.sync += [
             s1_product.eq(self.trace * base),
-            s1_shift.eq(Mux(self.ltp, regs.shift_plus, regs.shift_minus) + gate),
+            s1_shift.eq(Mux(lt_const(total_shift, SR_RANDOM_BITS + 1), total_shift,
+                            SR_RANDOM_BITS)),
             s1_apply.eq(self.enable & word.en & (word.p != PLASTICITY_FROZEN)
                         & (self.trace != 0)),
             s1_word.eq(word),
             s1_ltp.eq(self.ltp),
             s1_draw.eq(self.draw),
+            s1_above.eq(room[8]),
         ]
 
         # Stage 2: stochastic rounding, bounds, consolidation.
-        mask = Signal(SR_RANDOM_BITS)
-        m.d.comb += mask.eq((Const(1, unsigned(SR_RANDOM_BITS + 1)) << s1_shift) - 1)
+        mask = low_mask(s1_shift, SR_RANDOM_BITS)
         round_up = (s1_draw[:SR_RANDOM_BITS] & mask) < (s1_product & mask)
-        step = Signal(17)
-        m.d.comb += step.eq((s1_product >> s1_shift) + round_up)
+        # The quotient is zero from a shift of 16 on. A step of 256 or more moves any weight
+        # to a bound, so the step saturates at 256 (9 bits).
+        quotient = Signal(16)
+        m.d.comb += quotient.eq(Mux(s1_shift[4:] != 0, 0,
+                                    shift_right(m, s1_product, s1_shift[:4], "quotient")))
+        step_full = Signal(17)
+        m.d.comb += step_full.eq(quotient + round_up)
+        step = Signal(9)
+        m.d.comb += step.eq(Mux(step_full[8:] != 0, 256, step_full[:8]))
+        step_nonzero = step != 0
 
         w = s1_word.w
-        raised = Signal(18)
+        raised = Signal(10)
         m.d.comb += raised.eq(w + step)
-        w_ltp = Mux(raised <= w_max, raised, Mux(w > w_max, w, w_max))
-        w_ltd = Mux(step > w, 0, w - step)
+        over = Signal(11)           # w_max - raised; bit 10 set when raised > w_max
+        m.d.comb += over.eq(w_max - raised)
+        w_ltp = Mux(~over[10], raised[:8], Mux(s1_above, w, w_max))
+        lowered = Signal(10)        # w - step; bit 9 set when step > w
+        m.d.comb += lowered.eq(w - step)
+        w_ltd = Mux(lowered[9], 0, lowered[:8])
 
+        # coin: the top 8 bits of the draw below 2**(8 - e), i.e. their top e bits zero.
         coin_exponent = Signal(7)
         m.d.comb += coin_exponent.eq(regs.consol_q0 + regs.consol_qs * s1_word.p)
         coin_top = s1_draw[32 - COIN_RANDOM_BITS:]
-        coin = ((coin_exponent < COIN_NEVER)
-                & (coin_top < (Const(1 << COIN_RANDOM_BITS, 9) >> coin_exponent)))
-        counting = (regs.consol_en & (step != 0) & (s1_word.p < regs.p_learn_max) & coin)
+        coin = (lt_const(coin_exponent, COIN_NEVER)
+                & ((coin_top & _top_mask(coin_exponent[:4], COIN_RANDOM_BITS)) == 0))
+        counting = (regs.consol_en & step_nonzero & (s1_word.p < regs.p_learn_max) & coin)
         promote = counting & (s1_word.c + 1 >= regs.consol_c_max)
 
         updated = Signal(SynapseWord)
@@ -153,7 +255,7 @@ class SynapseUpdate(wiring.Component):
                     m.d.comb += updated.c.eq(s1_word.c + 1)
             with m.Else():
                 m.d.comb += updated.w.eq(w_ltd)
-                with m.If(regs.consol_en & (step != 0) & (s1_word.c != 0)):
+                with m.If(regs.consol_en & step_nonzero & (s1_word.c != 0)):
                     m.d.comb += updated.c.eq(s1_word.c - 1)
 
         m.d.sync += [
@@ -161,6 +263,17 @@ class SynapseUpdate(wiring.Component):
             self.changed.eq(updated.as_value() != s1_word.as_value()),
         ]
         return m
+
+
+def _top_mask(exponent, width):
+    """The top ``min(exponent, width)`` bits of ``width`` set, for a small unsigned exponent:
+    a table, as :func:`low_mask`."""
+    entries = 1 << len(exponent)
+    table = 0
+    for e in range(entries):
+        k = min(e, width)
+        table |= (((1 << k) - 1) << (width - k)) << (e * width)
+    return Const(table, entries * width).word_select(exponent, width)
 
 
 class NeuronUpdate(wiring.Component):
@@ -171,13 +284,19 @@ class NeuronUpdate(wiring.Component):
     Combinational (latency 0). The spike decision (and the winner-take-all pool) belongs to the
     caller, which then writes either the ``*_rest`` or the ``*_fire`` values.
 
+    Parameters
+    ----------
+    current_bits : int
+        Width of ``current``: enough for the core's sources (:func:`current_bits`); the default
+        fits any core.
+
     Members
     -------
     params : In(NeuronParams)
     v : In(signed(16))
     th : In(16)
     ref : In(4)
-    current : In(signed(CURRENT_BITS))
+    current : In(signed(current_bits))
         Sum of the signed weights of this tick's presynaptic events onto the neuron.
     learn : In(1)
     decay_now : In(1)
@@ -197,56 +316,81 @@ class NeuronUpdate(wiring.Component):
         by ``th_plus`` when learning.
     """
 
-    params: In(NeuronParams)
-    v: In(signed(16))
-    th: In(16)
-    ref: In(4)
-    current: In(signed(CURRENT_BITS))
-    learn: In(1)
-    decay_now: In(1)
-    regs: In(Registers)
-    v_rest: Out(signed(16))
-    ref_rest: Out(4)
-    th_rest: Out(16)
-    candidate: Out(1)
-    margin: Out(signed(19))
-    v_fire: Out(signed(16))
-    ref_fire: Out(4)
-    th_fire: Out(16)
+    def __init__(self, current_bits: int = CURRENT_BITS):
+        if not isinstance(current_bits, int) or not 9 < current_bits <= CURRENT_BITS:
+            raise ValueError(f"current_bits must be an int from 10 to {CURRENT_BITS}, not "
+                             f"{current_bits!r}")
+        self._current_bits = current_bits
+        super().__init__({
+            "params": In(NeuronParams),
+            "v": In(signed(16)),
+            "th": In(16),
+            "ref": In(4),
+            "current": In(signed(current_bits)),
+            "learn": In(1),
+            "decay_now": In(1),
+            "regs": In(Registers),
+            "v_rest": Out(signed(16)),
+            "ref_rest": Out(4),
+            "th_rest": Out(16),
+            "candidate": Out(1),
+            "margin": Out(signed(19)),
+            "v_fire": Out(signed(16)),
+            "ref_fire": Out(4),
+            "th_fire": Out(16),
+        })
+
+    @property
+    def current_bits(self) -> int:
+        return self._current_bits
 
     def elaborate(self, platform):
         m = Module()
         prm, regs = self.params, self.regs
+        v = self.v
 
-        magnitude = Signal(17)
-        m.d.comb += magnitude.eq(Mux(self.v < 0, -self.v, self.v))
-        leak_step = Signal(17)
-        m.d.comb += leak_step.eq(ceilsh(magnitude, prm.leak_shift))
+        # Leak: v - sign(v) * ceil(|v| / 2**s). For v < 0 that is v - floor(v / 2**s); for
+        # v >= 0, v - floor(v / 2**s) - (v mod 2**s != 0). floor(v / 2**s) is
+        # ((v + 2**15) >> s) - 2**(15 - s), the shift of an unsigned word (a DSP).
+        negative = v[15]
+        s = prm.leak_shift
+        offset = Cat(v[:15], ~v[15])                   # v + 2**15
+        scale = Signal(16)
+        table = 0
+        for k in range(16):
+            table |= (1 << (15 - k)) << (16 * k)
+        m.d.comb += scale.eq(Const(table, 256).word_select(s, 16))
+        product = Signal(32)
+        m.d.comb += product.eq(offset * scale)
+        inexact = ~negative & ((v[:15] & low_mask(s, 15)) != 0)
         leaked = Signal(signed(17))
-        with m.If(prm.leak_shift == LEAK_OFF):
-            m.d.comb += leaked.eq(self.v)
-        with m.Elif(self.v < 0):
-            m.d.comb += leaked.eq(self.v + leak_step)
-        with m.Else():
-            m.d.comb += leaked.eq(self.v - leak_step)
+        m.d.comb += leaked.eq(Mux(s == LEAK_OFF, v,
+                                  v - product[15:31] + scale - inexact))
 
         refractory = self.ref != 0
-        total = Signal(signed(CURRENT_BITS + 2))
+        total = Signal(signed(max(self._current_bits, 17) + 2))
         m.d.comb += total.eq(leaked + self.current + prm.bias)
-        integrated = saturate(m, total, V_MIN, V_MAX, signed(16))
+        integrated = _saturate_signed(total, 16)
         m.d.comb += [
             self.v_rest.eq(Mux(refractory, leaked, integrated)),
             self.ref_rest.eq(Mux(refractory, self.ref - 1, self.ref)),
         ]
 
-        decays = self.learn & self.decay_now & (regs.th_decay_shift < 16)
-        m.d.comb += self.th_rest.eq(Mux(decays, decay(self.th, regs.th_decay_shift[:4]),
-                                        self.th))
+        decays = self.learn & self.decay_now & ~regs.th_decay_shift[4]
+        th_decayed = Signal(16)
+        th_shift = regs.th_decay_shift[:4]
+        th_inexact = (self.th[:15] & low_mask(th_shift, 15)) != 0
+        m.d.comb += th_decayed.eq(self.th - shift_right(m, self.th, th_shift, "th_decay")
+                                  - th_inexact)
+        m.d.comb += self.th_rest.eq(Mux(decays, th_decayed, self.th))
         threshold = Signal(17)
-        m.d.comb += threshold.eq(prm.threshold + (self.th_rest >> regs.th_shift))
+        m.d.comb += threshold.eq(prm.threshold
+                                 + shift_right(m, self.th_rest, regs.th_shift, "th_scaled"))
+        margin = Signal(signed(19))
+        m.d.comb += margin.eq(self.v_rest - threshold)
         m.d.comb += [
-            self.margin.eq(self.v_rest - threshold),
-            self.candidate.eq(~refractory & (self.v_rest >= threshold)),
+            self.margin.eq(margin),
+            self.candidate.eq(~refractory & ~margin[18]),
         ]
 
         raised = Signal(17)
@@ -254,6 +398,6 @@ class NeuronUpdate(wiring.Component):
         m.d.comb += [
             self.v_fire.eq(prm.reset),
             self.ref_fire.eq(prm.refractory),
-            self.th_fire.eq(Mux(self.learn, Mux(raised > TH_MAX, TH_MAX, raised), self.th_rest)),
+            self.th_fire.eq(Mux(self.learn, Mux(raised[16], TH_MAX, raised[:16]), self.th_rest)),
         ]
         return m

@@ -14,7 +14,9 @@ from amaranth.lib.wiring import In, Out
 from ..config import REGISTERS, CoreConfig
 from ..protocol import (END_OF_TICK, MAX_BODY, MAX_SPIKES, MAX_WORDS, PROTOCOL_VERSION,
                         Capability, ErrorCode, IdentifyInfo, Opcode, Reply)
-from .core import Command, Kind, Op, Response, Space, Status
+from .core import (NO_RW_CHECK, Command, Kind, Op, Response, Space, Status, register_value_ok,
+                   registered_read_port)
+from .datapath import lt_const
 from .framing import BodyByte, FrameStatus, frame_done_layout
 
 __all__ = ["CommandEngine"]
@@ -100,15 +102,18 @@ class CommandEngine(wiring.Component):
         ticks_left = Signal(32)
         run_flags = Signal(8)
         period = Signal(32)
-        since = Signal(32)
-        with m.If(since != 0xFFFFFFFF):  # cycles since the last tick started
-            m.d.sync += since.eq(since + 1)
+        # Cycles until the next tick may start: the period, counted down from the start of the
+        # last tick (a tick may start when `since >= period`, `since` counting up from 0).
+        wait = Signal(32)
+        with m.If(wait != 0):
+            m.d.sync += wait.eq(wait - 1)
         tick_seq = Signal(8)
 
         # ---- Input queue -----------------------------------------------------------------------
-        m.submodules.queue = queue_mem = Memory(shape=16, depth=QD, init=[])
-        queue_w, queue_r = queue_mem.write_port(), queue_mem.read_port()
-        m.d.comb += queue_r.en.eq(1)
+        # Pushes (frames) and pops (ticks) never happen in the same cycle.
+        m.submodules.queue = queue_mem = Memory(shape=16, depth=QD, init=[], attrs=NO_RW_CHECK)
+        queue_w = queue_mem.write_port()
+        queue_r = registered_read_port(m, queue_mem, "queue")
         head = Signal(range(QD))
         tail = Signal(range(QD))
         used = Signal(range(QD + 1))
@@ -126,15 +131,21 @@ class CommandEngine(wiring.Component):
         addr = Signal(32)
         count = Signal(16)
         index = Signal(16)        # loop counter over words or entries
+        index_next = Signal(17)
+        m.d.comb += index_next.eq(index + 1)
+        last_index = index_next == count     # index == count - 1
         error = Signal(4)
-        detail = Signal(32)
+        # The detail of an ERROR reply: one of the registers that hold it.
+        DETAIL_ZERO, DETAIL_WORD, DETAIL_ADDR, DETAIL_COUNT, DETAIL_FREE = range(5)
+        detail_sel = Signal(range(5))
 
         # Loading bytes from the frame buffer: `ld_n` bytes from `ld_ptr`, little-endian, into
-        # `word`; then continue at `ld_cont`.
+        # `word`; then continue at `ld_cont`. A load that follows another in the frame goes on
+        # from where that one stopped.
         word = Signal(32)
         ld_ptr = Signal(range(MAX_BODY + 1))
         ld_n = Signal(3)
-        ld_i = Signal(3)
+        ld_i = Signal(2)
         m.d.comb += self.buf_addr.eq(ld_ptr)
 
         # Emitting bytes: `em_n` bytes of `em_val`, little-endian, the last one marked `last`
@@ -143,78 +154,112 @@ class CommandEngine(wiring.Component):
         em_n = Signal(3)
         em_last = Signal()
 
-        conts = ["HEADER_DONE", "READ_SPACE", "READ_ADDR", "READ_COUNT", "READ_NEXT",
-                 "READ_WORD", "WRITE_SPACE", "WRITE_ADDR", "WRITE_CHECK_NEXT", "WRITE_DO",
-                 "WRITE_NEXT", "SPIKES_CHECK", "SPIKES_PUSH", "RUN_TICKS", "RUN_FLAGS",
-                 "RUN_PERIOD", "ID_NEXT", "STATUS_1", "STATUS_2", "STATUS_3", "STATUS_4",
-                 "STATUS_5", "STATUS_6", "STATUS_7", "RESET_NEXT", "RESET_SOURCE_WRITE",
-                 "ACK", "ACK_2", "ERR_2", "REPLY_DONE", "IDLE", "TICK_POP_WAIT", "TICK_WAIT",
-                 "TICK_RSP", "TICK_END_2", "TICK_END_3", "RUN_END_2", "RUN_END_3", "RUN_END_4"]
-        cont_index = {name: i for i, name in enumerate(conts)}
-        ld_cont = Signal(range(len(conts)))
-        em_cont = Signal(range(len(conts)))
-        core_cont = Signal(range(len(conts)))
+        ld_conts = ["HEADER_DONE", "READ_SPACE", "READ_ADDR", "READ_COUNT", "WRITE_SPACE",
+                    "WRITE_ADDR", "WRITE_CHECK_NEXT", "WRITE_DO", "SPIKES_CHECK", "SPIKES_PUSH",
+                    "RUN_TICKS", "RUN_FLAGS", "RUN_PERIOD"]
+        em_conts = ["ID_NEXT", "READ_NEXT", "STATUS_2", "STATUS_3", "STATUS_4", "STATUS_5",
+                    "STATUS_6", "STATUS_7", "ACK_2", "ERR_2", "REPLY_DONE", "IDLE", "TICK_WAIT",
+                    "TICK_RSP", "TICK_END_2", "TICK_END_3", "RUN_END_3", "RUN_END_4"]
+        ld_index = {name: i for i, name in enumerate(ld_conts)}
+        em_index = {name: i for i, name in enumerate(em_conts)}
+        ld_cont = Signal(range(len(ld_conts)))
+        em_cont = Signal(range(len(em_conts)))
         end_pending = Signal()     # a RUN_END frame follows the current reply
         end_reason = Signal(8)
-        end_t = Signal(32)
 
         def load(m, ptr, n, cont):
-            m.d.sync += [ld_ptr.eq(ptr), ld_n.eq(n), ld_i.eq(0), word.eq(0),
-                         ld_cont.eq(cont_index[cont])]
+            """Load ``n`` bytes from ``ptr`` (None: where the last load stopped)."""
+            m.d.sync += [ld_n.eq(n), ld_i.eq(0), word.eq(0), ld_cont.eq(ld_index[cont])]
+            if ptr is not None:
+                m.d.sync += ld_ptr.eq(ptr)
             m.next = "LOAD_ADDR"
 
         def emit(m, value, n, cont, last=False):
             m.d.sync += [em_val.eq(value), em_n.eq(n), em_last.eq(last),
-                         em_cont.eq(cont_index[cont])]
+                         em_cont.eq(em_index[cont])]
             m.next = "EMIT"
 
-        def goto(m, register):
+        def goto(m, register, names):
             with m.Switch(register):
-                for name, i in cont_index.items():
+                for i, name in enumerate(names):
                     with m.Case(i):
                         m.next = name
 
-        # Core commands: `core_op` etc. are presented until taken; READs wait for their word.
-        core_op = Signal(Op)
-        core_space = Signal(Space)
-        core_addr = Signal(28)
-        core_data = Signal(32)
-        m.d.comb += [self.core_cmd.payload.op.eq(core_op),
-                     self.core_cmd.payload.space.eq(core_space),
-                     self.core_cmd.payload.addr.eq(core_addr),
-                     self.core_cmd.payload.data.eq(core_data)]
+        # Core commands: the command is chosen by `core_sel` and presented from the engine's
+        # own registers until the core takes it; READs wait for their word. Each command has
+        # its continuation.
+        (CORE_READ_WORD, CORE_WRITE_WORD, CORE_STATUS_T, CORE_END_T, CORE_RESET_NSTATE,
+         CORE_RESET_SOURCE_READ, CORE_RESET_SOURCE_WRITE, CORE_RESET_T, CORE_SPIKE) = range(9)
+        core_conts = ["READ_WORD", "WRITE_NEXT", "STATUS_1", "RUN_END_2", "RESET_NEXT",
+                      "RESET_SOURCE_WRITE", "RESET_NEXT", "ACK", "TICK_POP_WAIT"]
+        core_sel = Signal(range(len(core_conts)))
+        reset_sources = Signal()   # RESET_STATE: 0 while neuron states, 1 while sources
 
-        def core(m, op_, space_, addr_, data_, cont):
-            m.d.sync += [core_op.eq(op_), core_space.eq(space_), core_addr.eq(addr_),
-                         core_data.eq(data_), core_cont.eq(cont_index[cont])]
+        word_addr = Signal(28)
+        cmd = self.core_cmd.payload
+        with m.Switch(core_sel):
+            with m.Case(CORE_READ_WORD, CORE_WRITE_WORD):
+                m.d.comb += [cmd.op.eq(Mux(core_sel == CORE_WRITE_WORD, Op.WRITE, Op.READ)),
+                             cmd.space.eq(space[:3]), cmd.addr.eq(word_addr),
+                             cmd.data.eq(Mux(core_sel == CORE_WRITE_WORD, word, 0))]
+            with m.Case(CORE_STATUS_T, CORE_END_T):
+                m.d.comb += [cmd.op.eq(Op.READ), cmd.space.eq(Space.STATUS),
+                             cmd.addr.eq(Status.T)]
+            with m.Case(CORE_RESET_NSTATE):
+                m.d.comb += [cmd.op.eq(Op.WRITE), cmd.space.eq(Space.NSTATE),
+                             cmd.addr.eq(index)]
+            with m.Case(CORE_RESET_SOURCE_READ):
+                m.d.comb += [cmd.op.eq(Op.READ), cmd.space.eq(Space.SOURCE),
+                             cmd.addr.eq(index)]
+            with m.Case(CORE_RESET_SOURCE_WRITE):
+                m.d.comb += [cmd.op.eq(Op.WRITE), cmd.space.eq(Space.SOURCE),
+                             cmd.addr.eq(index), cmd.data.eq(word & 0x100)]
+            with m.Case(CORE_RESET_T):
+                m.d.comb += [cmd.op.eq(Op.WRITE), cmd.space.eq(Space.STATUS),
+                             cmd.addr.eq(Status.T)]
+            with m.Case(CORE_SPIKE):
+                m.d.comb += [cmd.op.eq(Op.SPIKE), cmd.space.eq(Space.SOURCE),
+                             cmd.addr.eq(queue_r.data)]
+        tick_cmd = Signal()
+        with m.If(tick_cmd):
+            m.d.comb += [cmd.op.eq(Op.TICK), cmd.space.eq(Space.STATUS), cmd.addr.eq(0),
+                         cmd.data.eq(run_flags[0])]
+
+        def core(m, sel):
+            m.d.sync += core_sel.eq(sel)
             m.next = "CORE_SEND"
 
         # ---- Block checks ---------------------------------------------------------------------
-        last_addr = Signal(33)
-        m.d.comb += last_addr.eq(addr + count - 1)
+        # Every block of a valid command lies below 2**16 (2 * n_neurons <= 32768) except a
+        # synapse block, whose source and neuron fields are checked apart; so the end of the
+        # block, `addr + count`, is computed on 17 bits and compared with constants.
+        low_zero = addr[16:] == 0
+        block_end = Signal(17)
+        m.d.comb += block_end.eq(addr[:16] + count)
+        column_end = Signal(15)
+        m.d.comb += column_end.eq(addr[:14] + count)
+
+        def below(limit):   # addr + count - 1 < limit
+            return low_zero & lt_const(block_end, limit + 1)
+
         block_ok = Signal()
         with m.Switch(space):
             with m.Case(Space.REG):
-                m.d.comb += block_ok.eq(last_addr < len(REGISTERS))
+                m.d.comb += block_ok.eq(below(len(REGISTERS)))
             with m.Case(Space.SYN):
-                m.d.comb += block_ok.eq((addr[28:] == 0) & (addr[14:28] < S)
-                                        & (addr[:14] + count - 1 < N))
+                m.d.comb += block_ok.eq((addr[28:] == 0) & lt_const(addr[14:28], S)
+                                        & lt_const(column_end, N + 1))
             with m.Case(Space.NPARAM, Space.NSTATE):
-                m.d.comb += block_ok.eq(last_addr < 2 * N)
+                m.d.comb += block_ok.eq(below(2 * N))
             with m.Case(Space.SOURCE):
-                m.d.comb += block_ok.eq(last_addr < S)
+                m.d.comb += block_ok.eq(below(S))
             with m.Case(Space.STATUS):
-                m.d.comb += block_ok.eq(Mux(op == Opcode.WRITE, last_addr <= Status.CLEAR,
-                                            last_addr < _STATUS_WORDS))
-        word_addr = Signal(32)
-        m.d.comb += word_addr.eq(addr + index)
-        # The register's bounds are selected first, so that two comparators serve every register.
-        reg_lo, reg_hi = Signal(32), Signal(32)
-        with m.Switch(word_addr):
-            for r in REGISTERS:
-                with m.Case(r.address):
-                    m.d.comb += [reg_lo.eq(r.lo), reg_hi.eq(r.hi)]
-        value_ok = (word >= reg_lo) & (word <= reg_hi)
+                m.d.comb += block_ok.eq(Mux(op == Opcode.WRITE, below(Status.CLEAR + 1),
+                                            below(_STATUS_WORDS)))
+        # Within a checked block, the word's address: only a synapse block reaches bit 15, and
+        # its neuron field does not carry into the source field.
+        m.d.comb += word_addr.eq(Cat((addr[:15] + index)[:15], addr[15:28]))
+        value_ok = register_value_ok(m, word_addr, word)
 
         identify_bytes = self._identify.pack()
         id_rom = Signal(8)
@@ -224,7 +269,7 @@ class CommandEngine(wiring.Component):
                     m.d.comb += id_rom.eq(b)
 
         tick_ready = Signal()
-        m.d.comb += tick_ready.eq(running & (since >= period)
+        m.d.comb += tick_ready.eq(running & (wait == 0)
                                   & (~run_flags[1] | (queued_ticks != 0)))
 
         def push_entry(m, entry):
@@ -238,12 +283,12 @@ class CommandEngine(wiring.Component):
                                  error.eq(self.frame.payload.status.as_value())]
                     m.next = "FRAME"
                 with m.Elif(tick_ready):
-                    m.d.sync += since.eq(0)
+                    m.d.sync += wait.eq(period)
                     m.next = "TICK_INPUTS"
 
             # -- Frames ----------------------------------------------------------------------
             with m.State("FRAME"):
-                m.d.sync += [seq.eq(0), op.eq(0), detail.eq(0)]
+                m.d.sync += [seq.eq(0), op.eq(0), detail_sel.eq(DETAIL_ZERO)]
                 with m.If(length >= 2):
                     load(m, 0, 2, "HEADER_DONE")
                 with m.Else():
@@ -263,8 +308,8 @@ class CommandEngine(wiring.Component):
                 m.next = "ERR_1"
 
             with m.State("DISPATCH"):
-                def bad(code, d=0):
-                    m.d.sync += [error.eq(code), detail.eq(d)]
+                def bad(code):
+                    m.d.sync += [error.eq(code), detail_sel.eq(DETAIL_ZERO)]
                     m.next = "REFUSE"
                 with m.Switch(op):
                     with m.Case(Opcode.IDENTIFY):
@@ -279,13 +324,14 @@ class CommandEngine(wiring.Component):
                         with m.Else():
                             load(m, 2, 1, "READ_SPACE")
                     with m.Case(Opcode.WRITE):
-                        with m.If((plen < 9) | (plen[:2] != 1) | (plen > 5 + 4 * MAX_WORDS)):
+                        with m.If(lt_const(plen, 9) | (plen[:2] != 1)
+                                  | ~lt_const(plen, 5 + 4 * MAX_WORDS + 1)):
                             bad(ErrorCode.BAD_LENGTH)
                         with m.Else():
                             m.d.sync += count.eq((plen - 5) >> 2)
                             load(m, 2, 1, "WRITE_SPACE")
                     with m.Case(Opcode.SPIKES):
-                        with m.If((plen == 0) | plen[0] | (plen > 2 * MAX_SPIKES)):
+                        with m.If((plen == 0) | plen[0] | ~lt_const(plen, 2 * MAX_SPIKES + 1)):
                             bad(ErrorCode.BAD_LENGTH)
                         with m.Else():
                             m.d.sync += [count.eq(plen >> 1), index.eq(0)]
@@ -306,14 +352,14 @@ class CommandEngine(wiring.Component):
                         with m.If(plen != 0):
                             bad(ErrorCode.BAD_LENGTH)
                         with m.Else():
-                            core(m, Op.READ, Space.STATUS, Status.T, 0, "STATUS_1")
+                            core(m, CORE_STATUS_T)
                     with m.Case(Opcode.RESET_STATE):
                         with m.If(plen != 0):
                             bad(ErrorCode.BAD_LENGTH)
                         with m.Elif(running):
                             bad(ErrorCode.BUSY)
                         with m.Else():
-                            m.d.sync += index.eq(0)
+                            m.d.sync += [index.eq(0), reset_sources.eq(0)]
                             m.next = "RESET_NEXT"
                     with m.Default():
                         bad(ErrorCode.BAD_OPCODE)
@@ -321,27 +367,27 @@ class CommandEngine(wiring.Component):
             # -- IDENTIFY --------------------------------------------------------------------
             with m.State("ID_NEXT"):
                 last = index == len(identify_bytes) - 1
-                m.d.sync += index.eq(index + 1)
+                m.d.sync += index.eq(index_next)
                 emit(m, id_rom, 1, "ID_NEXT", last=last)
                 with m.If(last):
-                    m.d.sync += em_cont.eq(cont_index["REPLY_DONE"])
+                    m.d.sync += em_cont.eq(em_index["REPLY_DONE"])
 
             # -- READ ------------------------------------------------------------------------
             with m.State("READ_SPACE"):
                 m.d.sync += space.eq(word[:8])
-                load(m, 3, 4, "READ_ADDR")
+                load(m, None, 4, "READ_ADDR")
             with m.State("READ_ADDR"):
                 m.d.sync += addr.eq(word)
-                load(m, 7, 2, "READ_COUNT")
+                load(m, None, 2, "READ_COUNT")
             with m.State("READ_COUNT"):
                 m.d.sync += [count.eq(word[:16]), index.eq(0)]
                 m.next = "READ_CHECK"
             with m.State("READ_CHECK"):
-                with m.If((count == 0) | (count > MAX_WORDS)):
-                    m.d.sync += [error.eq(ErrorCode.BAD_LENGTH), detail.eq(count)]
+                with m.If((count == 0) | ~lt_const(count, MAX_WORDS + 1)):
+                    m.d.sync += [error.eq(ErrorCode.BAD_LENGTH), detail_sel.eq(DETAIL_COUNT)]
                     m.next = "REFUSE"
-                with m.Elif((space > Space.STATUS) | ~block_ok):
-                    m.d.sync += [error.eq(ErrorCode.BAD_ADDRESS), detail.eq(addr)]
+                with m.Elif(~lt_const(space, Space.STATUS.value + 1) | ~block_ok):
+                    m.d.sync += [error.eq(ErrorCode.BAD_ADDRESS), detail_sel.eq(DETAIL_ADDR)]
                     m.next = "REFUSE"
                 with m.Else():
                     emit(m, Cat(seq, Const(Reply.DATA, 8), op), 3, "READ_NEXT")
@@ -349,84 +395,86 @@ class CommandEngine(wiring.Component):
                 with m.If(index == count):
                     m.next = "REPLY_DONE"
                 with m.Else():
-                    m.d.sync += index.eq(index + 1)
-                    core(m, Op.READ, space[:3], word_addr[:28], 0, "READ_WORD")
+                    core(m, CORE_READ_WORD)
             with m.State("READ_WORD"):
-                emit(m, word, 4, "READ_NEXT", last=index == count)
+                m.d.sync += index.eq(index_next)
+                emit(m, word, 4, "READ_NEXT", last=last_index)
 
             # -- WRITE: check every address and value, then write --------------------------
             with m.State("WRITE_SPACE"):
                 m.d.sync += space.eq(word[:8])
-                load(m, 3, 4, "WRITE_ADDR")
+                load(m, None, 4, "WRITE_ADDR")
             with m.State("WRITE_ADDR"):
                 m.d.sync += [addr.eq(word), index.eq(0)]
                 m.next = "WRITE_BLOCK"
             with m.State("WRITE_BLOCK"):
-                with m.If((space > Space.STATUS) | ~block_ok):
-                    m.d.sync += [error.eq(ErrorCode.BAD_ADDRESS), detail.eq(addr)]
+                with m.If(~lt_const(space, Space.STATUS.value + 1) | ~block_ok):
+                    m.d.sync += [error.eq(ErrorCode.BAD_ADDRESS), detail_sel.eq(DETAIL_ADDR)]
                     m.next = "REFUSE"
                 with m.Elif(space == Space.REG):
-                    load(m, 7, 4, "WRITE_CHECK_NEXT")
+                    load(m, None, 4, "WRITE_CHECK_NEXT")
                 with m.Else():
                     m.next = "WRITE_CHECKED"
             with m.State("WRITE_CHECK_NEXT"):
                 with m.If(~value_ok):
-                    m.d.sync += [error.eq(ErrorCode.BAD_VALUE), detail.eq(word_addr)]
+                    # The detail is the register's address, put where the detail is read.
+                    m.d.sync += [error.eq(ErrorCode.BAD_VALUE), detail_sel.eq(DETAIL_ADDR),
+                                 addr.eq(word_addr)]
                     m.next = "REFUSE"
-                with m.Elif(index == count - 1):
+                with m.Elif(last_index):
                     m.next = "WRITE_CHECKED"
                 with m.Else():
-                    m.d.sync += index.eq(index + 1)
-                    load(m, 7 + 4 * (index + 1), 4, "WRITE_CHECK_NEXT")
+                    m.d.sync += index.eq(index_next)
+                    load(m, None, 4, "WRITE_CHECK_NEXT")
             with m.State("WRITE_CHECKED"):
                 m.d.sync += index.eq(0)
                 load(m, 7, 4, "WRITE_DO")
             with m.State("WRITE_DO"):
-                core(m, Op.WRITE, space[:3], word_addr[:28], word, "WRITE_NEXT")
+                core(m, CORE_WRITE_WORD)
             with m.State("WRITE_NEXT"):
-                with m.If(index == count - 1):
+                with m.If(last_index):
                     m.next = "ACK"
                 with m.Else():
-                    m.d.sync += index.eq(index + 1)
-                    load(m, 7 + 4 * (index + 1), 4, "WRITE_DO")
+                    m.d.sync += index.eq(index_next)
+                    load(m, None, 4, "WRITE_DO")
 
             # -- SPIKES: check every entry and the room, then queue ------------------------
             with m.State("SPIKES_CHECK"):
                 entry = word[:16]
-                with m.If((entry != END_OF_TICK) & (entry >= cfg.n_inputs)):
-                    m.d.sync += [error.eq(ErrorCode.BAD_ADDRESS), detail.eq(entry)]
+                with m.If((entry != END_OF_TICK) & ~lt_const(entry, cfg.n_inputs)):
+                    m.d.sync += [error.eq(ErrorCode.BAD_ADDRESS), detail_sel.eq(DETAIL_WORD)]
                     m.next = "REFUSE"
-                with m.Elif(index == count - 1):
+                with m.Elif(last_index):
                     with m.If(count > queue_free):
-                        m.d.sync += [error.eq(ErrorCode.QUEUE_FULL), detail.eq(queue_free)]
+                        m.d.sync += [error.eq(ErrorCode.QUEUE_FULL), detail_sel.eq(DETAIL_FREE)]
                         m.next = "REFUSE"
                     with m.Else():
                         m.d.sync += index.eq(0)
                         load(m, 2, 2, "SPIKES_PUSH")
                 with m.Else():
-                    m.d.sync += index.eq(index + 1)
-                    load(m, 2 + 2 * (index + 1), 2, "SPIKES_CHECK")
+                    m.d.sync += index.eq(index_next)
+                    load(m, None, 2, "SPIKES_CHECK")
             with m.State("SPIKES_PUSH"):
                 push_entry(m, word[:16])
                 with m.If(word[:16] == END_OF_TICK):
                     m.d.sync += queued_ticks.eq(queued_ticks + 1)
                 m.d.sync += used.eq(used + 1)
-                with m.If(index == count - 1):
+                with m.If(last_index):
                     m.next = "ACK"
                 with m.Else():
-                    m.d.sync += index.eq(index + 1)
-                    load(m, 2 + 2 * (index + 1), 2, "SPIKES_PUSH")
+                    m.d.sync += index.eq(index_next)
+                    load(m, None, 2, "SPIKES_PUSH")
 
             # -- RUN / STOP -------------------------------------------------------------------
             with m.State("RUN_TICKS"):
                 m.d.sync += [ticks_left.eq(word), forever.eq(word == 0)]
-                load(m, 6, 1, "RUN_FLAGS")
+                load(m, None, 1, "RUN_FLAGS")
             with m.State("RUN_FLAGS"):
                 m.d.sync += run_flags.eq(word[:8])
-                load(m, 7, 4, "RUN_PERIOD")
+                load(m, None, 4, "RUN_PERIOD")
             with m.State("RUN_PERIOD"):
-                # `since` starts at the period, so the first tick may start at once.
-                m.d.sync += [period.eq(word), running.eq(1), since.eq(word)]
+                # No wait before the first tick.
+                m.d.sync += [period.eq(word), running.eq(1), wait.eq(0)]
                 m.next = "ACK"
             with m.State("STOP"):
                 with m.If(running):
@@ -435,12 +483,12 @@ class CommandEngine(wiring.Component):
 
             # -- STATUS ------------------------------------------------------------------------
             with m.State("STATUS_1"):
-                m.d.sync += detail.eq(word)   # t
+                # `word` holds t until STATUS_3 emits it.
                 emit(m, Cat(seq, Const(Reply.DATA, 8), op, running), 4, "STATUS_2")
             with m.State("STATUS_2"):
                 emit(m, ticks_left, 4, "STATUS_3")
             with m.State("STATUS_3"):
-                emit(m, detail, 4, "STATUS_4")
+                emit(m, word, 4, "STATUS_4")
             with m.State("STATUS_4"):
                 emit(m, Cat(queue_free, queued_ticks.as_unsigned()[:16]), 4, "STATUS_5")
             with m.State("STATUS_5"):
@@ -452,17 +500,18 @@ class CommandEngine(wiring.Component):
 
             # -- RESET_STATE: zero neuron and source state, keep source signs --------------
             with m.State("RESET_NEXT"):
-                with m.If(index < 2 * N):
-                    m.d.sync += index.eq(index + 1)
-                    core(m, Op.WRITE, Space.NSTATE, index, 0, "RESET_NEXT")
-                with m.Elif(index < 2 * N + S):
-                    core(m, Op.READ, Space.SOURCE, index - 2 * N, 0, "RESET_SOURCE_WRITE")
+                with m.If(~reset_sources):
+                    with m.If(lt_const(index, 2 * N)):
+                        core(m, CORE_RESET_NSTATE)
+                    with m.Else():
+                        m.d.sync += [index.eq(0), reset_sources.eq(1)]
+                with m.Elif(lt_const(index, S)):
+                    core(m, CORE_RESET_SOURCE_READ)
                 with m.Else():
                     m.d.sync += [head.eq(0), tail.eq(0), used.eq(0), queued_ticks.eq(0)]
-                    core(m, Op.WRITE, Space.STATUS, Status.T, 0, "ACK")
+                    core(m, CORE_RESET_T)
             with m.State("RESET_SOURCE_WRITE"):
-                m.d.sync += index.eq(index + 1)
-                core(m, Op.WRITE, Space.SOURCE, index - 2 * N, word & 0x100, "RESET_NEXT")
+                core(m, CORE_RESET_SOURCE_WRITE)
 
             # -- Replies -----------------------------------------------------------------------
             with m.State("ACK"):
@@ -473,6 +522,16 @@ class CommandEngine(wiring.Component):
             with m.State("ERR_1"):
                 emit(m, Cat(seq, Const(Reply.ERROR, 8), op, error), 4, "ERR_2")
             with m.State("ERR_2"):
+                detail = Signal(32)
+                with m.Switch(detail_sel):
+                    with m.Case(DETAIL_WORD):
+                        m.d.comb += detail.eq(word)
+                    with m.Case(DETAIL_ADDR):
+                        m.d.comb += detail.eq(addr)
+                    with m.Case(DETAIL_COUNT):
+                        m.d.comb += detail.eq(count)
+                    with m.Case(DETAIL_FREE):
+                        m.d.comb += detail.eq(queue_free)
                 emit(m, detail, 4, "REPLY_DONE", last=True)
 
             # The reply is out: hand the buffer back to the decoder.
@@ -491,24 +550,23 @@ class CommandEngine(wiring.Component):
                 with m.Else():
                     m.next = "TICK_POP"
             with m.State("TICK_POP"):
-                # queue_r.data is the entry at `head` (its address has been stable a cycle).
+                # queue_r.data is the entry at `head` (its address has been stable a cycle); the
+                # head moves on when the entry has been taken.
                 entry = queue_r.data
-                m.d.sync += [head.eq(head + 1), used.eq(used - 1)]
                 with m.If(entry == END_OF_TICK):
-                    m.d.sync += queued_ticks.eq(queued_ticks - 1)
+                    m.d.sync += [head.eq(head + 1), used.eq(used - 1),
+                                 queued_ticks.eq(queued_ticks - 1)]
                     m.next = "TICK_HEADER"
                 with m.Else():
-                    core(m, Op.SPIKE, Space.SOURCE, entry, 0, "TICK_POP_WAIT")
+                    core(m, CORE_SPIKE)
             with m.State("TICK_POP_WAIT"):
                 # One cycle for the new head's entry to be read.
                 m.next = "TICK_POP"
             with m.State("TICK_HEADER"):
                 emit(m, Cat(tick_seq, Const(Reply.TICK, 8)), 2, "TICK_WAIT")
-                m.d.sync += [core_op.eq(Op.TICK), core_space.eq(Space.STATUS), core_addr.eq(0),
-                             core_data.eq(run_flags[0])]
             with m.State("TICK_WAIT"):
                 # The TICK command, then its responses.
-                m.d.comb += self.core_cmd.valid.eq(1)
+                m.d.comb += [self.core_cmd.valid.eq(1), tick_cmd.eq(1)]
                 with m.If(self.core_cmd.ready):
                     m.next = "TICK_RSP"
             with m.State("TICK_RSP"):
@@ -533,12 +591,12 @@ class CommandEngine(wiring.Component):
             # RUN_END: the tick counter after the run, and why it ended (0: done, 1: stopped).
             with m.State("RUN_END_1"):
                 m.d.sync += end_pending.eq(0)
-                core(m, Op.READ, Space.STATUS, Status.T, 0, "RUN_END_2")
+                core(m, CORE_END_T)
             with m.State("RUN_END_2"):
-                m.d.sync += end_t.eq(word)
+                # `word` holds t until RUN_END_3 emits it.
                 emit(m, Cat(tick_seq, Const(Reply.RUN_END, 8)), 2, "RUN_END_3")
             with m.State("RUN_END_3"):
-                emit(m, end_t, 4, "RUN_END_4")
+                emit(m, word, 4, "RUN_END_4")
             with m.State("RUN_END_4"):
                 emit(m, end_reason, 1, "IDLE", last=True)
 
@@ -552,7 +610,7 @@ class CommandEngine(wiring.Component):
                             m.d.sync += word[8 * i:8 * i + 8].eq(self.buf_data)
                 m.d.sync += [ld_i.eq(ld_i + 1), ld_ptr.eq(ld_ptr + 1)]
                 with m.If(ld_i == ld_n - 1):
-                    goto(m, ld_cont)
+                    goto(m, ld_cont, ld_conts)
                 with m.Else():
                     m.next = "LOAD_ADDR"
 
@@ -562,19 +620,27 @@ class CommandEngine(wiring.Component):
                 with m.If(self.tx.ready):
                     m.d.sync += [em_val.eq(em_val >> 8), em_n.eq(em_n - 1)]
                     with m.If(em_n == 1):
-                        goto(m, em_cont)
+                        goto(m, em_cont, em_conts)
 
             with m.State("CORE_SEND"):
                 m.d.comb += self.core_cmd.valid.eq(1)
                 with m.If(self.core_cmd.ready):
-                    with m.If(core_op == Op.READ):
-                        m.next = "CORE_READ"
-                    with m.Else():
-                        goto(m, core_cont)
+                    with m.Switch(core_sel):
+                        with m.Case(CORE_READ_WORD, CORE_STATUS_T, CORE_END_T,
+                                    CORE_RESET_SOURCE_READ):
+                            m.next = "CORE_READ"
+                        with m.Case(CORE_RESET_NSTATE, CORE_RESET_SOURCE_WRITE):
+                            m.d.sync += index.eq(index_next)
+                            m.next = "RESET_NEXT"
+                        with m.Case(CORE_SPIKE):
+                            m.d.sync += [head.eq(head + 1), used.eq(used - 1)]
+                            m.next = "TICK_POP_WAIT"
+                        with m.Default():
+                            goto(m, core_sel, core_conts)
             with m.State("CORE_READ"):
                 m.d.comb += self.core_rsp.ready.eq(1)
                 with m.If(self.core_rsp.valid):
                     m.d.sync += word.eq(self.core_rsp.payload.data)
-                    goto(m, core_cont)
+                    goto(m, core_sel, core_conts)
 
         return m

@@ -37,7 +37,7 @@ class SoC(wiring.Component):
     Parameters
     ----------
     config : CoreConfig
-    banks, memory, hash_rounds_per_stage
+    banks, memory, hash_rounds_per_stage, instrument
         As for :class:`~.core.Core`.
     divisor : int
         Clock cycles per UART bit.
@@ -59,10 +59,12 @@ class SoC(wiring.Component):
     running: Out(1)
 
     def __init__(self, config: CoreConfig, *, banks: int = 4, memory: str = "bram",
-                 hash_rounds_per_stage: int = 2, divisor: int = 4, clock_hz: int = 12_000_000,
+                 hash_rounds_per_stage: int = 2, instrument: bool = True, divisor: int = 4,
+                 clock_hz: int = 12_000_000,
                  rx_fifo_depth: int = 512, tx_fifo_depth: int = 512, queue_depth: int = 256):
         self._core_args = dict(banks=banks, memory=memory,
-                               hash_rounds_per_stage=hash_rounds_per_stage)
+                               hash_rounds_per_stage=hash_rounds_per_stage,
+                               instrument=instrument)
         self._config = config
         self._divisor = divisor
         self._fifo_depths = (rx_fifo_depth, tx_fifo_depth)

@@ -21,7 +21,7 @@ from amaranth.sim import Simulator
 from plasticore.config import (LEAK_OFF, NEURON_PARAM_FIELDS, PLASTICITY_FROZEN, REGISTERS,
                                REGISTERS_BY_NAME, SR_RANDOM_BITS, SYNAPSE_FIELDS, TH_MAX,
                                TRACE_MAX, V_MAX, V_MIN, WEIGHT_MAX, default_registers)
-from plasticore.hdl.datapath import NeuronUpdate, SynapseUpdate
+from plasticore.hdl.datapath import NeuronUpdate, SynapseUpdate, current_bits
 from plasticore.hdl.datapath import bump as bump_hdl
 from plasticore.hdl.datapath import decay as decay_hdl
 from plasticore.hdl.layouts import register_field
@@ -578,8 +578,8 @@ def test_neuron_expected_function_known_answers():
         ref_fire=3, th_fire=30)
 
 
-def run_neuron_vectors(vectors):
-    dut = NeuronUpdate()
+def run_neuron_vectors(vectors, current_bits=None):
+    dut = NeuronUpdate() if current_bits is None else NeuronUpdate(current_bits)
     mismatches = []
 
     async def testbench(ctx):
@@ -625,6 +625,23 @@ def test_neuron_update_random_vectors():
     for outcome, count in outcomes.items():
         assert count >= 20, f"random neuron vectors hit {outcome!r} only {count} times"
     mismatches = run_neuron_vectors(vectors)
+    assert not mismatches, report(mismatches, len(vectors), "neuron updates")
+
+
+def test_neuron_update_with_the_current_width_of_a_core():
+    """A core sizes the current from its sources (the UP5K preset: 256 sources, 17 bits);
+    the largest currents of that core are exact."""
+    sources = 256
+    bits = current_bits(sources)
+    assert bits == 17
+    largest = sources * WEIGHT_MAX
+    rng = np.random.default_rng(78)
+    vectors = []
+    for _ in range(600):
+        params, v, th, ref, current, learn, decay_now, regs = random_neuron_vector(rng)
+        current = int(rng.choice([-largest, largest, int(rng.integers(-largest, largest + 1))]))
+        vectors.append((params, v, th, ref, current, learn, decay_now, regs))
+    mismatches = run_neuron_vectors(vectors, bits)
     assert not mismatches, report(mismatches, len(vectors), "neuron updates")
 
 

@@ -1,0 +1,97 @@
+"""Default core configurations, one per target FPGA.
+
+A :class:`CorePreset` names everything :class:`~.core.Core` takes, plus the device it is sized
+for. ``plasticore.boards.synth`` synthesises each preset and checks it against the device's
+limits; ``tests/test_synthesis.py`` keeps both within them.
+
+* :data:`UP5K`, iCE40UP5K: 128 inputs + 128 recurrent sources by 256 neurons = 65,536 synapses,
+  16 bits each = 1 Mbit, exactly the four 16384 x 16 SPRAMs, as one bank (one synapse per port
+  cycle is what the 5,280 logic cells leave room for: a learning lane, a hash and a neuron
+  update each). The random-number permutation is combinational (8 rounds between registers,
+  well within a 12 MHz cycle) and the benchmark-only counters are left out.
+* :data:`ECP5_85F`, LFE5U-85F: 256 inputs + 128 recurrent sources by 512 neurons = 196,608
+  synapses in eight banks of 24,576 x 16, 24 DP16KD each in 1024 x 18 mode: 192 of the 208.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..config import CoreConfig
+from .core import Core
+from .soc import SoC
+from .synmem import MEMORY_KINDS
+
+__all__ = ["CorePreset", "UP5K", "ECP5_85F", "PRESETS"]
+
+
+@dataclasses.dataclass(frozen=True)
+class CorePreset:
+    """A core configuration sized for one device.
+
+    Attributes
+    ----------
+    name : str
+        Short name, used for file names and tables.
+    device : str
+        The device it is sized for (a key of ``plasticore.boards.synth.DEVICES``).
+    family : str
+        ``"ice40"`` or ``"ecp5"``: the synthesis flow, and the platform family the core is
+        elaborated for (``"ice40"`` instantiates SPRAM primitives for ``memory="spram"``).
+    config : CoreConfig
+    banks, memory, hash_rounds_per_stage, instrument
+        Passed to :class:`~.core.Core`.
+    """
+
+    name: str
+    device: str
+    family: str
+    config: CoreConfig
+    banks: int
+    memory: str
+    hash_rounds_per_stage: int
+    instrument: bool = True
+
+    def __post_init__(self):
+        if self.family not in ("ice40", "ecp5"):
+            raise ValueError(f"family must be 'ice40' or 'ecp5', not {self.family!r}")
+        if self.memory not in MEMORY_KINDS:
+            raise ValueError(f"memory must be one of {MEMORY_KINDS}, not {self.memory!r}")
+
+    @property
+    def n_neurons(self) -> int:
+        return self.config.n_neurons
+
+    @property
+    def n_synapses(self) -> int:
+        return self.config.n_synapses
+
+    def build(self) -> Core:
+        """A new :class:`~.core.Core` with this preset's parameters."""
+        return Core(self.config, banks=self.banks, memory=self.memory,
+                    hash_rounds_per_stage=self.hash_rounds_per_stage,
+                    instrument=self.instrument)
+
+    def build_soc(self) -> SoC:
+        """A new :class:`~.soc.SoC` (UART, framing, command engine and this preset's core)."""
+        return SoC(self.config, banks=self.banks, memory=self.memory,
+                   hash_rounds_per_stage=self.hash_rounds_per_stage,
+                   instrument=self.instrument)
+
+
+#: iCE40UP5K (iCEBreaker, iCESugar; 12 MHz): 256 neurons, 64k synapses in the four SPRAMs.
+UP5K = CorePreset(
+    name="up5k", device="iCE40UP5K", family="ice40",
+    config=CoreConfig(n_inputs=128, n_neurons=256, n_recurrent=128),
+    banks=1, memory="spram", hash_rounds_per_stage=8, instrument=False,
+)
+
+#: LFE5U-85F (ULX3S-85F, ECPIX-5 85): 512 neurons, 192k synapses in 192 of the 208 DP16KD.
+ECP5_85F = CorePreset(
+    name="ecp5-85f", device="LFE5U-85F", family="ecp5",
+    config=CoreConfig(n_inputs=256, n_neurons=512, n_recurrent=128),
+    banks=8, memory="bram", hash_rounds_per_stage=2,
+)
+
+#: Every preset, by name.
+PRESETS = {preset.name: preset for preset in (UP5K, ECP5_85F)}
