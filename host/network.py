@@ -116,20 +116,8 @@ def _frozen(array: np.ndarray) -> np.ndarray:
 
 # --- Groups and projections -------------------------------------------------------------------
 
-class InputGroup:
-    """A group of input axons, created by :meth:`Network.inputs`.
-
-    ``len(group)`` is its number of axons. Groups compare and hash by identity, so they serve as
-    dictionary keys (as in :meth:`plasticore.host.device.Device.run`).
-
-    Attributes
-    ----------
-    name : str
-    network : Network
-        The network that created the group.
-    inhibitory : bool
-        The sign of every synapse the group drives (Dale's law): True subtracts the weight.
-    """
+class _Group:
+    """What input groups and populations share: a name, a network, a size and a sign."""
 
     def __init__(self, network: "Network", n: int, name: str, inhibitory: bool):
         self._network, self._n, self._name, self._inhibitory = network, n, name, inhibitory
@@ -149,12 +137,28 @@ class InputGroup:
     def __len__(self) -> int:
         return self._n
 
+
+class InputGroup(_Group):
+    """A group of input axons, created by :meth:`Network.inputs`.
+
+    ``len(group)`` is its number of axons. Groups compare and hash by identity, so they serve as
+    dictionary keys (as in :meth:`plasticore.host.device.Device.run`).
+
+    Attributes
+    ----------
+    name : str
+    network : Network
+        The network that created the group.
+    inhibitory : bool
+        The sign of every synapse the group drives (Dale's law): True subtracts the weight.
+    """
+
     def __repr__(self) -> str:
         sign = ", inhibitory=True" if self._inhibitory else ""
         return f"InputGroup({self._name!r}, {self._n}{sign})"
 
 
-class Population:
+class Population(_Group):
     """A population of LIF neurons, created by :meth:`Network.population`.
 
     ``len(population)`` is its number of neurons. Populations compare and hash by identity.
@@ -171,27 +175,12 @@ class Population:
     """
 
     def __init__(self, network: "Network", n: int, name: str, inhibitory: bool, params: dict):
-        self._network, self._n, self._name, self._inhibitory = network, n, name, inhibitory
+        super().__init__(network, n, name, inhibitory)
         self._params = params
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def network(self) -> "Network":
-        return self._network
-
-    @property
-    def inhibitory(self) -> bool:
-        return self._inhibitory
 
     @property
     def params(self) -> dict:
         return dict(self._params)
-
-    def __len__(self) -> int:
-        return self._n
 
     def __repr__(self) -> str:
         sign = ", inhibitory=True" if self._inhibitory else ""
