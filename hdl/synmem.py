@@ -109,4 +109,6 @@ class SynapseBank(wiring.Component):
 
 
 def _is_ice40(platform) -> bool:
-    return platform is not None and getattr(platform, "family", None) == "ice40"
+    # Amaranth's SiliconBluePlatform (every amaranth-boards iCE40 board) says "iCE40".
+    family = getattr(platform, "family", None) if platform is not None else None
+    return isinstance(family, str) and family.lower() == "ice40"
