@@ -107,6 +107,11 @@ DEVICES = {
                         bram_cell="SB_RAM40_4K", dsp_cell="SB_MAC16"),
     "LFE5U-85F": Device("LFE5U-85F", "ecp5", lut=83640, ff=83640, bram=208, spram=0, dsp=156,
                         bram_cell="DP16KD", dsp_cell="MULT18X18D"),
+    # The ULX3S presets' devices (plasticore.boards); the numbers are nextpnr's.
+    "LFE5U-25F": Device("LFE5U-25F", "ecp5", lut=24288, ff=24288, bram=56, spram=0, dsp=28,
+                        bram_cell="DP16KD", dsp_cell="MULT18X18D"),
+    "LFE5U-45F": Device("LFE5U-45F", "ecp5", lut=43848, ff=43848, bram=108, spram=0, dsp=72,
+                        bram_cell="DP16KD", dsp_cell="MULT18X18D"),
 }
 #: The device whose limits apply when a preset is synthesised for another family.
 FAMILY_DEVICES = {"ice40": "iCE40UP5K", "ecp5": "LFE5U-85F"}

@@ -11,6 +11,17 @@ limits; ``tests/test_synthesis.py`` keeps both within them.
   well within a 12 MHz cycle) and the benchmark-only counters are left out.
 * :data:`ECP5_85F`, LFE5U-85F: 256 inputs + 128 recurrent sources by 512 neurons = 196,608
   synapses in eight banks of 24,576 x 16, 24 DP16KD each in 1024 x 18 mode: 192 of the 208.
+
+Two more ECP5 sizes, for the ULX3S boards (``plasticore.boards``). They are not in
+:data:`PRESETS`, whose two presets the synthesis checks and benchmarks cover; the board builds
+(``plasticore build``, ``docs/boards.md``) check these by placing and routing them.
+
+* :data:`ECP5_25F`, LFE5U-25F (and LFE5U-12F, the same die): 128 inputs + 48 recurrent sources by
+  256 neurons = 45,056 synapses in four banks of 11,264 x 16, 11 DP16KD each: 44 of the 56, the
+  other 12 hold the lanes, neuron memories, spike list, FIFOs and frame buffer.
+* :data:`ECP5_45F`, LFE5U-45F: 256 inputs + 128 recurrent sources by 256 neurons = 98,304
+  synapses in eight banks of 12,288 x 16, 12 DP16KD each: 96 of the 108 (the lanes, 32 words
+  each, go to distributed RAM).
 """
 
 from __future__ import annotations
@@ -22,7 +33,7 @@ from .core import Core
 from .soc import SoC
 from .synmem import MEMORY_KINDS
 
-__all__ = ["CorePreset", "UP5K", "ECP5_85F", "PRESETS"]
+__all__ = ["CorePreset", "UP5K", "ECP5_85F", "ECP5_25F", "ECP5_45F", "PRESETS"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +101,21 @@ UP5K = CorePreset(
 ECP5_85F = CorePreset(
     name="ecp5-85f", device="LFE5U-85F", family="ecp5",
     config=CoreConfig(n_inputs=256, n_neurons=512, n_recurrent=128),
+    banks=8, memory="bram", hash_rounds_per_stage=2,
+)
+
+#: LFE5U-25F and LFE5U-12F (ULX3S-25F/-12F; 24 MHz): 256 neurons, 45k synapses in 44 of the 56
+#: DP16KD.
+ECP5_25F = CorePreset(
+    name="ecp5-25f", device="LFE5U-25F", family="ecp5",
+    config=CoreConfig(n_inputs=128, n_neurons=256, n_recurrent=48),
+    banks=4, memory="bram", hash_rounds_per_stage=2,
+)
+
+#: LFE5U-45F (ULX3S-45F; 24 MHz): 256 neurons, 96k synapses in 96 of the 108 DP16KD.
+ECP5_45F = CorePreset(
+    name="ecp5-45f", device="LFE5U-45F", family="ecp5",
+    config=CoreConfig(n_inputs=256, n_neurons=256, n_recurrent=128),
     banks=8, memory="bram", hash_rounds_per_stage=2,
 )
 

@@ -3,6 +3,10 @@
     plasticore info --port PORT    identify a running core (a board, or a virtual board's port)
     plasticore vboard              start a virtual board and print the port to open
     plasticore demo [--backend B]  the quick-start demo
+    plasticore build --board B     build a board's bitstream (cached; fails if timing is not met)
+    plasticore flash --board B     program it into the board (SRAM; --flash for the SPI flash)
+
+Boards: icebreaker, ulx3s-12f, ulx3s-25f, ulx3s-45f, ulx3s-85f.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 __all__ = ["main"]
 
@@ -66,6 +71,80 @@ def _demo(args) -> int:
     return demo.main(["--backend", args.backend])
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, not {text!r}")
+    return value
+
+
+def _board(name: str):
+    from ..boards.targets import board_named
+    return board_named(name)
+
+
+def _print_build(result) -> None:
+    d = result.data
+    print(f"board           {d['title']} ({d['device']}), core preset {d['preset']}")
+    print(f"core            {d['inputs']} inputs, {d['neurons']} neurons, {d['recurrent']} "
+          f"recurrent, {d['synapses']:,} synapses in {d['banks']} bank(s)")
+    print(f"clock           {d['clock_hz'] / 1e6:g} MHz, UART divisor {d['divisor']} "
+          f"({d['baud'] / 1e6:g} Mbaud)")
+    for name in ("LUT4", "FF", "logic cells", "block RAM", "SPRAM", "DSP"):
+        used, available = d["resources"].get(name, (0, 0))
+        if used or available:
+            print(f"{name:<16}{used}" + (f" / {available}" if available else ""))
+    if result.fmax_mhz is not None:
+        print(f"Fmax            {result.fmax_mhz:.2f} MHz (target {result.target_mhz:g} MHz)")
+    print(f"build time      {d['seconds']:.0f} s, seed {d['seed']}"
+          f"{' (cached: nothing was rebuilt)' if result.cached else ''}")
+    print(f"bitstream       {result.bitstream}")
+
+
+def _build(args) -> int:
+    from ..boards.build import BuildError, build
+
+    board = _board(args.board)
+    try:
+        result = build(board, seed=args.seed, build_root=args.build_dir, force=args.force,
+                       progress=print)
+    except BuildError as error:
+        print(f"plasticore build: {error}" + (f" (log: {error.log})" if error.log else ""),
+              file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"plasticore build: {error}", file=sys.stderr)
+        return 1
+    _print_build(result)
+    if args.report:
+        from ..boards import report
+        return report.main(["--build-dir", str(result.directory.parent)]
+                           if args.build_dir else [])
+    return 0
+
+
+def _flash(args) -> int:
+    from ..boards.build import BuildError, build
+    from ..boards.flash import FlashError, flash
+
+    board = _board(args.board)
+    bitstream = args.bitstream
+    try:
+        if bitstream is None:
+            bitstream = build(board, seed=args.seed, build_root=args.build_dir,
+                              progress=print).bitstream
+        flash(board, bitstream, to_flash=args.flash, progress=print)
+    except (BuildError, FlashError, OSError) as error:
+        print(f"plasticore flash: {error}", file=sys.stderr)
+        return 1
+    print(f"{board.title}: programmed {bitstream} into its "
+          f"{'SPI flash' if args.flash else 'configuration SRAM'}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="plasticore", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -83,6 +162,28 @@ def main(argv=None) -> int:
     demo = commands.add_parser("demo", help="run the quick-start demo")
     demo.add_argument("--backend", default="model", help="model, sim, or a port")
     demo.set_defaults(run=_demo)
+
+    from ..boards.targets import BOARDS
+
+    build = commands.add_parser("build", help="build a board's bitstream (cached)")
+    build.add_argument("--board", required=True, choices=list(BOARDS))
+    build.add_argument("--seed", type=_seed, default=1, help="nextpnr placer seed (default 1)")
+    build.add_argument("--build-dir", type=Path, default=None,
+                       help="build cache root (default build/boards in the repository)")
+    build.add_argument("--force", action="store_true", help="build even if cached")
+    build.add_argument("--report", action="store_true",
+                       help="then rewrite docs/boards.md from every board's build")
+    build.set_defaults(run=_build)
+
+    flash = commands.add_parser("flash", help="program a board (builds first if needed)")
+    flash.add_argument("--board", required=True, choices=list(BOARDS))
+    flash.add_argument("--bitstream", type=Path, default=None,
+                       help="the file to program (default: the board's cached build)")
+    flash.add_argument("--flash", action="store_true",
+                       help="write the SPI flash (kept over power cycles) instead of the SRAM")
+    flash.add_argument("--seed", type=_seed, default=1, help="of the build to program")
+    flash.add_argument("--build-dir", type=Path, default=None, help="build cache root")
+    flash.set_defaults(run=_flash)
 
     args = parser.parse_args(argv)
     return args.run(args)
