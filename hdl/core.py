@@ -74,9 +74,10 @@ class Kind(enum.Enum, shape=2):
 class Status(enum.IntEnum):
     """Addresses of the STATUS space.
 
-    ``BANK_ACCESSES`` and ``WALK_CYCLES`` measure how busy the synapse ports are, for benchmarks;
-    they exist only in a core built with ``instrument=True`` and read 0 otherwise (a write of
-    ``CLEAR`` clears them either way).
+    ``LAST_TICK_CYCLES``, ``TICK_CYCLES``, ``BANK_ACCESSES`` and ``WALK_CYCLES`` measure how long
+    ticks take and how busy the synapse ports are, for benchmarks; they count only in a core
+    built with ``instrument=True`` and read 0 otherwise (a write of ``CLEAR`` clears them either
+    way).
     """
     T = 0                  #: tick counter (read/write)
     CLEAR = 1              #: write: clear the counters below; read: ticks run
@@ -85,8 +86,9 @@ class Status(enum.IntEnum):
     POST_SPIKES = 4
     LTD_WRITES = 5
     LTP_WRITES = 6
-    LAST_TICK_CYCLES = 7   #: clock cycles the last tick took, command to TICK_DONE
-    TICK_CYCLES = 8        #: clock cycles of all ticks
+    LAST_TICK_CYCLES = 7   #: clock cycles the last tick took, command to TICK_DONE (0 unless
+    #: instrumented)
+    TICK_CYCLES = 8        #: clock cycles of all ticks (0 unless instrumented)
     BANK_ACCESSES = 9      #: synapse-bank reads plus writes during walks (0 unless instrumented)
     WALK_CYCLES = 10       #: cycles in which a walk was issuing or in flight (0 unless
     #: instrumented)
@@ -105,6 +107,10 @@ _COUNTERS = (Status.CLEAR, Status.PRE_EVENTS, Status.SYNAPTIC_OPS, Status.POST_S
              Status.BANK_ACCESSES, Status.WALK_CYCLES)
 
 _INSTRUMENT_COUNTERS = (Status.BANK_ACCESSES, Status.WALK_CYCLES)
+
+#: Where the copy of the registers starts in the counters memory.
+_REG_COPY = 32
+assert len(REGISTERS) <= _REG_COPY and [r.address for r in REGISTERS] == list(range(len(REGISTERS)))
 
 
 
@@ -215,6 +221,11 @@ class Core(wiring.Component):
     instrument : bool
         Build the benchmark counters ``BANK_ACCESSES`` and ``WALK_CYCLES`` (see
         :class:`Status`); without them they read 0.
+    validate : bool
+        Check every command's address, space and register value and answer a bad one with
+        ``ERROR`` (the contract above). ``False`` leaves the checks out, for a core behind
+        :class:`~.engine.CommandEngine`, which refuses bad commands before they reach the core:
+        a bad command then has undefined effects.
 
     Members
     -------
@@ -225,7 +236,7 @@ class Core(wiring.Component):
     """
 
     def __init__(self, config: CoreConfig, *, banks: int = 4, memory: str = "bram",
-                 hash_rounds_per_stage: int = 2, instrument: bool = True):
+                 hash_rounds_per_stage: int = 2, instrument: bool = True, validate: bool = True):
         if not isinstance(config, CoreConfig):
             raise TypeError(f"config must be a CoreConfig, not {config!r}")
         if banks not in (1, 2, 4, 8, 16):
@@ -243,6 +254,7 @@ class Core(wiring.Component):
                              f"{hash_rounds_per_stage!r}")
         self._hash_rounds_per_stage = hash_rounds_per_stage
         self._instrument = bool(instrument)
+        self._validate = bool(validate)
         super().__init__({
             "cmd": In(stream.Signature(Command)),
             "rsp": Out(stream.Signature(Response)),
@@ -264,6 +276,10 @@ class Core(wiring.Component):
     @property
     def instrument(self) -> bool:
         return self._instrument
+
+    @property
+    def validate(self) -> bool:
+        return self._validate
 
     @property
     def bank_depth(self) -> int:
@@ -297,7 +313,9 @@ class Core(wiring.Component):
         # of every tick a fold adds the tick's counts to them (see FOLD).
         counters = {c: Signal(32, name=f"count_{c.name.lower()}") for c in _INSTRUMENT_COUNTERS
                     if self._instrument}
-        m.submodules.counters = counter_mem = Memory(shape=32, depth=16, init=[],
+        # The same memory keeps a copy of the registers, at _REG_COPY + address, from which
+        # READs of the REG space are answered (a memory read instead of a wide multiplexer).
+        m.submodules.counters = counter_mem = Memory(shape=32, depth=2 * _REG_COPY, init=[],
                                                      attrs=NO_RW_CHECK)
         counter_w = counter_mem.write_port()
         counter_r = registered_read_port(m, counter_mem, "counters")
@@ -539,8 +557,9 @@ class Core(wiring.Component):
             source = cfg.n_inputs + j
             return (row_of(source) if LB else source)
 
-        with m.If(self.busy):
-            m.d.sync += tick_cycles.eq(tick_cycles + 1)
+        if self._instrument:
+            with m.If(self.busy):
+                m.d.sync += tick_cycles.eq(tick_cycles + 1)
         walking = Signal()
         if self._instrument:
             with m.If(walking | in_flight):
@@ -575,21 +594,25 @@ class Core(wiring.Component):
         m.d.comb += syn_addr.eq(_join(syn_s, NB, syn_j >> LB))
 
         valid_addr = Signal()
-        reg_ok = register_value_ok(m, addr, cmd_reg.data)
-        with m.Switch(cmd_reg.space):
-            with m.Case(Space.REG):
-                m.d.comb += valid_addr.eq(lt_const(addr, len(REGISTERS))
-                                          & ((cmd_reg.op != Op.WRITE) | reg_ok))
-            with m.Case(Space.SYN):
-                m.d.comb += valid_addr.eq(high_zero & lt_const(syn_s, S) & lt_const(syn_j, N))
-            with m.Case(Space.NPARAM, Space.NSTATE):
-                m.d.comb += valid_addr.eq(lt_const(nrn, N))
-            with m.Case(Space.SOURCE):
-                m.d.comb += valid_addr.eq(lt_const(addr, S))
-            with m.Case(Space.STATUS):
-                m.d.comb += valid_addr.eq(Mux(cmd_reg.op == Op.WRITE,
-                                              (addr == Status.T) | (addr == Status.CLEAR),
-                                              addr <= Status.FLAGS))
+        if self._validate:
+            reg_ok = register_value_ok(m, addr, cmd_reg.data)
+            with m.Switch(cmd_reg.space):
+                with m.Case(Space.REG):
+                    m.d.comb += valid_addr.eq(lt_const(addr, len(REGISTERS))
+                                              & ((cmd_reg.op != Op.WRITE) | reg_ok))
+                with m.Case(Space.SYN):
+                    m.d.comb += valid_addr.eq(high_zero & lt_const(syn_s, S)
+                                              & lt_const(syn_j, N))
+                with m.Case(Space.NPARAM, Space.NSTATE):
+                    m.d.comb += valid_addr.eq(lt_const(nrn, N))
+                with m.Case(Space.SOURCE):
+                    m.d.comb += valid_addr.eq(lt_const(addr, S))
+                with m.Case(Space.STATUS):
+                    m.d.comb += valid_addr.eq(Mux(cmd_reg.op == Op.WRITE,
+                                                  (addr == Status.T) | (addr == Status.CLEAR),
+                                                  addr <= Status.FLAGS))
+        else:
+            m.d.comb += valid_addr.eq(1)
 
         def drive_reads_for_command():
             """Point the read ports at the command's target (used by DECODE and CAPTURE)."""
@@ -603,11 +626,6 @@ class Core(wiring.Component):
                              slane_r[lane].addr.eq(row_of(addr) if LB else addr)]
 
         read_value = Signal(32)
-        register_value = Signal(32)
-        with m.Switch(addr):
-            for r in REGISTERS:
-                with m.Case(r.address):
-                    m.d.comb += register_value.eq(getattr(regs, register_field(r.name)))
         status_value = Signal(32)
         with m.Switch(addr):
             with m.Case(Status.T):
@@ -629,7 +647,7 @@ class Core(wiring.Component):
         bank_sel = Signal(max(LB, 1))
         with m.Switch(cmd_reg.space):
             with m.Case(Space.REG):
-                m.d.comb += read_value.eq(register_value)
+                m.d.comb += read_value.eq(counter_r.data)
             with m.Case(Space.SYN):
                 m.d.comb += read_value.eq(Array(bank.rdata for bank in banks)[syn_bank]
                                           if B > 1 else banks[0].rdata)
@@ -649,9 +667,23 @@ class Core(wiring.Component):
         # ---- The sequencer ---------------------------------------------------------------------
         fold = Signal(range(16), init=Status.CLEAR)
         fold_zero = Signal(init=1)
-        m.d.comb += counter_r.addr.eq(addr[:4])
-        # Reset zeroes the counters first.
-        with m.FSM(name="sequencer", init="FOLD"):
+        m.d.comb += counter_r.addr.eq(Mux(cmd_reg.space == Space.REG,
+                                          Cat(addr[:5], Const(1, 1)), addr[:4]))
+        reg_init = Signal(range(len(REGISTERS)))
+        # Reset writes the registers' defaults to their copy, then zeroes the counters.
+        with m.FSM(name="sequencer", init="INIT_REGS"):
+            with m.State("INIT_REGS"):
+                default = Signal(32)
+                with m.Switch(reg_init):
+                    for r in REGISTERS:
+                        with m.Case(r.address):
+                            m.d.comb += default.eq(r.default)
+                m.d.comb += [counter_w.addr.eq(Cat(reg_init, Const(1, 1))),
+                             counter_w.data.eq(default), counter_w.en.eq(1)]
+                m.d.sync += reg_init.eq(reg_init + 1)
+                with m.If(reg_init == len(REGISTERS) - 1):
+                    m.next = "FOLD"
+
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
@@ -666,7 +698,7 @@ class Core(wiring.Component):
                                  pre_tick.eq(0), ltd_tick.eq(0), ltp_tick.eq(0)]
                     m.next = "KEY1"
                 with m.Elif(cmd_reg.op == Op.SPIKE):
-                    with m.If(high_zero & lt_const(addr, cfg.n_inputs)):
+                    with m.If(high_zero & lt_const(addr, cfg.n_inputs) | ~self._validate):
                         m.next = "SPIKE_WRITE"
                     with m.Else():
                         respond(Kind.ERROR, addr)
@@ -677,7 +709,7 @@ class Core(wiring.Component):
                 with m.Elif(cmd_reg.op == Op.READ):
                     m.next = "CAPTURE"
                 with m.Else():
-                    self._write(m, cmd_reg, regs, t, counters, banks, syn_bank, syn_addr,
+                    self._write(m, cmd_reg, regs, t, counters, counter_w, banks, syn_bank, syn_addr,
                                 nparam_w, nstate_w, nlane_w, slane_w, nlane_r, B, LB, lane_of,
                                 row_of)
                     with m.If((cmd_reg.space == Space.STATUS) & (addr != Status.T)):
@@ -960,10 +992,11 @@ class Core(wiring.Component):
                         m.d.comb += delta.eq(ltd_tick)
                     with m.Case(Status.LTP_WRITES):
                         m.d.comb += delta.eq(ltp_tick)
-                    with m.Case(Status.LAST_TICK_CYCLES):
-                        m.d.comb += delta.eq(tick_cycles + 2)
-                    with m.Case(Status.TICK_CYCLES):
-                        m.d.comb += delta.eq(tick_cycles + 1)
+                    if self._instrument:
+                        with m.Case(Status.LAST_TICK_CYCLES):
+                            m.d.comb += delta.eq(tick_cycles + 2)
+                        with m.Case(Status.TICK_CYCLES):
+                            m.d.comb += delta.eq(tick_cycles + 1)
                 base = Mux(written == Status.LAST_TICK_CYCLES, 0, counter_r.data)
                 with m.If(fold != Status.CLEAR):
                     m.d.comb += [counter_w.addr.eq(written), counter_w.en.eq(1),
@@ -992,7 +1025,7 @@ class Core(wiring.Component):
             m.d.comb += [nlane_r[lane].addr.eq(row_of(j) if LB else j),
                          slane_r[lane].addr.eq(source_address(j))]
 
-    def _write(self, m, cmd_reg, regs, t, counters, banks, syn_bank, syn_addr, nparam_w,
+    def _write(self, m, cmd_reg, regs, t, counters, counter_w, banks, syn_bank, syn_addr, nparam_w,
                nstate_w, nlane_w, slane_w, nlane_r, B, LB, lane_of, row_of):
         addr, value = cmd_reg.addr, cmd_reg.data
         nrn, half = addr[1:], addr[0]
@@ -1002,6 +1035,8 @@ class Core(wiring.Component):
                     for r in REGISTERS:
                         with m.Case(r.address):
                             m.d.sync += getattr(regs, register_field(r.name)).eq(value)
+                m.d.comb += [counter_w.addr.eq(Cat(addr[:5], Const(1, 1))),
+                             counter_w.data.eq(value), counter_w.en.eq(1)]
             with m.Case(Space.SYN):
                 for b, bank in enumerate(banks):
                     with m.If(syn_bank == b):

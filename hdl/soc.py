@@ -87,7 +87,8 @@ class SoC(wiring.Component):
         m.submodules.decoder = decoder = SlipDecoder(MAX_BODY)
         m.submodules.encoder = encoder = SlipEncoder()
         m.submodules.engine = engine = CommandEngine(self._config, **self._engine_args)
-        m.submodules.core = core = Core(self._config, **self._core_args)
+        # The engine refuses bad commands before they reach the core.
+        m.submodules.core = core = Core(self._config, validate=False, **self._core_args)
         m.submodules.frame_buffer = buffer = Memory(shape=8, depth=MAX_BODY, init=[])
 
         m.d.comb += [rx.rx.eq(self.uart_rx), self.uart_tx.eq(tx.tx),
