@@ -37,7 +37,8 @@ class CommandEngine(wiring.Component):
     Reply and TICK bodies leave on ``tx`` (``last`` on the final byte) under the stream rules;
     when ``tx`` is not ready the engine waits, and so does the core. ``framing_error`` and
     ``rx_overflow`` are one-cycle pulses the engine counts. Reset: not running, empty queue,
-    counters zero.
+    counters zero. ``refused`` pulses for one cycle for every command refused with ``ERROR``
+    (for a status LED).
 
     Parameters
     ----------
@@ -75,6 +76,7 @@ class CommandEngine(wiring.Component):
             "framing_error": In(1),
             "rx_overflow": In(1),
             "running": Out(1),
+            "refused": Out(1),
         })
 
     @property
@@ -303,6 +305,7 @@ class CommandEngine(wiring.Component):
 
             with m.State("REFUSE"):
                 # Count the refusal; the reply says why.
+                m.d.comb += self.refused.eq(1)
                 with m.If(bad_frames != 0xFFFF):
                     m.d.sync += bad_frames.eq(bad_frames + 1)
                 m.next = "ERR_1"

@@ -52,11 +52,15 @@ class SoC(wiring.Component):
     uart_tx : Out(1)
     running : Out(1)
         A run is in progress (for a status LED).
+    error : Out(1)
+        A one-cycle pulse when a frame is refused with ``ERROR``, a received byte has a framing
+        error, or a received byte is lost (for a status LED, which should stretch it).
     """
 
     uart_rx: In(1, init=1)
     uart_tx: Out(1, init=1)
     running: Out(1)
+    error: Out(1)
 
     def __init__(self, config: CoreConfig, *, banks: int = 4, memory: str = "bram",
                  hash_rounds_per_stage: int = 2, instrument: bool = True, divisor: int = 4,
@@ -93,6 +97,7 @@ class SoC(wiring.Component):
 
         m.d.comb += [rx.rx.eq(self.uart_rx), self.uart_tx.eq(tx.tx),
                      self.running.eq(engine.running),
+                     self.error.eq(engine.refused | rx.framing_error | rx.overrun),
                      engine.framing_error.eq(rx.framing_error),
                      engine.rx_overflow.eq(rx.overrun)]
         wiring.connect(m, rx.data, rx_fifo.w_stream)
