@@ -176,6 +176,10 @@ def register_value_ok(m, address, value):
     return ok
 
 
+def _register_address(name):
+    return next(r.address for r in REGISTERS if r.name == name)
+
+
 def _join(high, scale, low):
     """``high * scale + low`` for ``0 <= low < scale``: a concatenation when ``scale`` is a power
     of two (no adder), else the arithmetic."""
@@ -315,7 +319,11 @@ class Core(wiring.Component):
                     if self._instrument}
         # The same memory keeps a copy of the registers, at _REG_COPY + address, from which
         # READs of the REG space are answered (a memory read instead of a wide multiplexer).
-        m.submodules.counters = counter_mem = Memory(shape=32, depth=2 * _REG_COPY, init=[],
+        counter_init = [0] * (2 * _REG_COPY)
+        counter_init[Status.CONFIG_SIZES] = cfg.n_inputs | (cfg.n_neurons << 16)
+        counter_init[Status.CONFIG_CORE] = cfg.n_recurrent | (B << 16) | (int(spram) << 24)
+        m.submodules.counters = counter_mem = Memory(shape=32, depth=2 * _REG_COPY,
+                                                     init=counter_init,
                                                      attrs=NO_RW_CHECK)
         counter_w = counter_mem.write_port()
         counter_r = registered_read_port(m, counter_mem, "counters")
@@ -377,12 +385,17 @@ class Core(wiring.Component):
 
         # ---- Random numbers ------------------------------------------------------------------
         key = Signal(32)
+        # With one bank (and a power-of-two neuron count) a synapse's bank address is the
+        # concatenation (neuron, source) in both kinds of walk, which is all its draw depends
+        # on; so the draw is computed from stage 1's tag and registered inside SynapseUpdate,
+        # and the hash needs no input multiplexer and no output register of its own.
+        draw_from_tag = B == 1 and NB & (NB - 1) == 0
         hashes = []
         for lane in range(B):
-            h = HashPipeline(self._hash_rounds_per_stage)
+            h = HashPipeline(self._hash_rounds_per_stage, registered_output=not draw_from_tag)
             m.submodules[f"hash{lane}"] = h
             hashes.append(h)
-        LH = hashes[0].latency
+        LH = hashes[0].latency + draw_from_tag
         keyhash = hashes[0]   # idle while the tick key is computed, so it computes it
 
         # ---- The walk pipeline ---------------------------------------------------------------
@@ -414,6 +427,18 @@ class Core(wiring.Component):
         for lane in range(B):
             m.d.comb += [nlane_r[lane].addr.eq(issue.lane_addr),
                          slane_r[lane].addr.eq(issue.lane_addr)]
+            if draw_from_tag:
+                t1 = tags[1]
+                neuron_bits = _log2(NB)
+                neuron = Signal(_INDEX_BITS, name="draw_neuron")
+                source = Signal(_INDEX_BITS, name="draw_source")
+                m.d.comb += [neuron.eq(t1.addr[0][:neuron_bits]),
+                             source.eq(t1.addr[0][neuron_bits:])]
+                # Row walks: (index = neuron, source); column walks: (neuron, index = source).
+                stream = Signal(4, name="draw_stream")
+                m.d.comb += stream.eq(Mux(t1.ltp, STREAM_LTP, STREAM_LTD))
+                m.d.comb += hashes[lane].x.eq(key ^ Cat(neuron, source, stream))
+                continue
             # Row walk: lane handles neuron k*B + lane; column walk: source q*B + lane.
             # Each field is widened to its 14 bits first: Cat packs values at their own widths.
             index = Signal(_INDEX_BITS, name=f"draw_index{lane}")
@@ -626,20 +651,15 @@ class Core(wiring.Component):
                              slane_r[lane].addr.eq(row_of(addr) if LB else addr)]
 
         read_value = Signal(32)
+        # The STATUS space is the counters memory (T is copied there whenever it changes, the
+        # configuration words are its initial contents), except FLAGS and the benchmark
+        # counters.
         status_value = Signal(32)
+        m.d.comb += status_value.eq(counter_r.data)
         with m.Switch(addr):
-            with m.Case(Status.T):
-                m.d.comb += status_value.eq(t)
-            for c in _COUNTERS:
+            for c in counters:
                 with m.Case(c):
-                    if c in _INSTRUMENT_COUNTERS:
-                        m.d.comb += status_value.eq(counters.get(c, 0))
-                    else:
-                        m.d.comb += status_value.eq(counter_r.data)
-            with m.Case(Status.CONFIG_SIZES):
-                m.d.comb += status_value.eq(cfg.n_inputs | (cfg.n_neurons << 16))
-            with m.Case(Status.CONFIG_CORE):
-                m.d.comb += status_value.eq(cfg.n_recurrent | (B << 16) | (int(spram) << 24))
+                    m.d.comb += status_value.eq(counters[c])
             with m.Case(Status.FLAGS):
                 m.d.comb += status_value.eq(conflict)
         nlane_sel = Array(nlane_r)[lane_of(nrn)].data if B > 1 else nlane_r[0].data
@@ -665,7 +685,9 @@ class Core(wiring.Component):
             m.d.sync += [rsp_kind.eq(kind), rsp_data.eq(value)]
 
         # ---- The sequencer ---------------------------------------------------------------------
-        fold = Signal(range(16), init=Status.CLEAR)
+        # After reset the zeroing fold starts one step early: it zeroes T's copy too (and
+        # address 15, which nothing uses).
+        fold = Signal(range(16), init=Status.T)
         fold_zero = Signal(init=1)
         m.d.comb += counter_r.addr.eq(Mux(cmd_reg.space == Space.REG,
                                           Cat(addr[:5], Const(1, 1)), addr[:4]))
@@ -698,7 +720,7 @@ class Core(wiring.Component):
                                  pre_tick.eq(0), ltd_tick.eq(0), ltp_tick.eq(0)]
                     m.next = "KEY1"
                 with m.Elif(cmd_reg.op == Op.SPIKE):
-                    with m.If(high_zero & lt_const(addr, cfg.n_inputs) | ~self._validate):
+                    with m.If(high_zero & lt_const(addr, cfg.n_inputs) | Const(not self._validate)):
                         m.next = "SPIKE_WRITE"
                     with m.Else():
                         respond(Kind.ERROR, addr)
@@ -726,6 +748,9 @@ class Core(wiring.Component):
 
             with m.State("RESPOND"):
                 m.d.comb += [self.busy.eq(1), self.rsp.valid.eq(1)]
+                # Keep the copy of T current (after a tick, T has just been incremented).
+                m.d.comb += [counter_w.addr.eq(Status.T), counter_w.data.eq(t),
+                             counter_w.en.eq(1)]
                 with m.If(self.rsp.ready):
                     m.next = "IDLE"
 
@@ -744,15 +769,19 @@ class Core(wiring.Component):
 
             # -- Tick: the key of this tick, H(H(t) ^ SEED) -------------------------------------
             # The input is held for LH cycles, after which the output is its hash.
+            # SEED is read from the registers' copy (it is used nowhere else), so it needs no
+            # flip-flops of its own.
+            seed_copy = Cat(Const(_register_address("SEED"), 5), Const(1, 1))
             with m.State("KEY1"):
-                m.d.comb += [self.busy.eq(1), keyhash.x.eq(t)]
+                m.d.comb += [self.busy.eq(1), keyhash.x.eq(t), counter_r.addr.eq(seed_copy)]
                 m.d.sync += sweep.eq(sweep + 1)
                 with m.If(sweep == LH):
                     m.d.sync += [key.eq(keyhash.y), sweep.eq(0)]   # H(t), for now
                     m.next = "KEY2"
 
             with m.State("KEY2"):
-                m.d.comb += [self.busy.eq(1), keyhash.x.eq(key ^ regs.seed)]
+                m.d.comb += [self.busy.eq(1), keyhash.x.eq(key ^ counter_r.data),
+                             counter_r.addr.eq(seed_copy)]
                 m.d.sync += sweep.eq(sweep + 1)
                 with m.If(sweep == LH):
                     m.d.sync += [key.eq(keyhash.y), sweep.eq(0), pre_count.eq(0),
@@ -1067,6 +1096,8 @@ class Core(wiring.Component):
             with m.Case(Space.STATUS):
                 with m.If(addr == Status.T):
                     m.d.sync += t.eq(value)
+                    m.d.comb += [counter_w.addr.eq(Status.T), counter_w.data.eq(value),
+                                 counter_w.en.eq(1)]
                 with m.Else():
                     for counter in counters.values():
                         m.d.sync += counter.eq(0)

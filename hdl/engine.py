@@ -197,35 +197,25 @@ class CommandEngine(wiring.Component):
         core_sel = Signal(range(len(core_conts)))
         reset_sources = Signal()   # RESET_STATE: 0 while neuron states, 1 while sources
 
+        # The command's fields come from the engine's registers: every state that issues one
+        # first sets `space`, `addr` and `index` (the word address is addr + index) and `word`
+        # (the data), so the port needs no multiplexer beyond the spike's address.
         word_addr = Signal(28)
         cmd = self.core_cmd.payload
+        core_ops = [Op.READ, Op.WRITE, Op.READ, Op.READ, Op.WRITE, Op.READ, Op.WRITE, Op.WRITE,
+                    Op.SPIKE]
+        spike_sel = core_sel == CORE_SPIKE
         with m.Switch(core_sel):
-            with m.Case(CORE_READ_WORD, CORE_WRITE_WORD):
-                m.d.comb += [cmd.op.eq(Mux(core_sel == CORE_WRITE_WORD, Op.WRITE, Op.READ)),
-                             cmd.space.eq(space[:3]), cmd.addr.eq(word_addr),
-                             cmd.data.eq(Mux(core_sel == CORE_WRITE_WORD, word, 0))]
-            with m.Case(CORE_STATUS_T, CORE_END_T):
-                m.d.comb += [cmd.op.eq(Op.READ), cmd.space.eq(Space.STATUS),
-                             cmd.addr.eq(Status.T)]
-            with m.Case(CORE_RESET_NSTATE):
-                m.d.comb += [cmd.op.eq(Op.WRITE), cmd.space.eq(Space.NSTATE),
-                             cmd.addr.eq(index)]
-            with m.Case(CORE_RESET_SOURCE_READ):
-                m.d.comb += [cmd.op.eq(Op.READ), cmd.space.eq(Space.SOURCE),
-                             cmd.addr.eq(index)]
-            with m.Case(CORE_RESET_SOURCE_WRITE):
-                m.d.comb += [cmd.op.eq(Op.WRITE), cmd.space.eq(Space.SOURCE),
-                             cmd.addr.eq(index), cmd.data.eq(word & 0x100)]
-            with m.Case(CORE_RESET_T):
-                m.d.comb += [cmd.op.eq(Op.WRITE), cmd.space.eq(Space.STATUS),
-                             cmd.addr.eq(Status.T)]
-            with m.Case(CORE_SPIKE):
-                m.d.comb += [cmd.op.eq(Op.SPIKE), cmd.space.eq(Space.SOURCE),
-                             cmd.addr.eq(queue_r.data)]
+            for sel, op_ in enumerate(core_ops):
+                with m.Case(sel):
+                    m.d.comb += cmd.op.eq(op_)
+        m.d.comb += [cmd.space.eq(Mux(spike_sel, Space.SOURCE, space[:3])),
+                     cmd.addr.eq(Mux(spike_sel, queue_r.data, word_addr)),
+                     cmd.data.eq(word)]
         tick_cmd = Signal()
         with m.If(tick_cmd):
-            m.d.comb += [cmd.op.eq(Op.TICK), cmd.space.eq(Space.STATUS), cmd.addr.eq(0),
-                         cmd.data.eq(run_flags[0])]
+            # The flags are in `word` (bit 0: learn); the core ignores a TICK's address.
+            m.d.comb += cmd.op.eq(Op.TICK)
 
         def core(m, sel):
             m.d.sync += core_sel.eq(sel)
@@ -355,6 +345,7 @@ class CommandEngine(wiring.Component):
                         with m.If(plen != 0):
                             bad(ErrorCode.BAD_LENGTH)
                         with m.Else():
+                            m.d.sync += [space.eq(Space.STATUS), addr.eq(Status.T), index.eq(0)]
                             core(m, CORE_STATUS_T)
                     with m.Case(Opcode.RESET_STATE):
                         with m.If(plen != 0):
@@ -362,7 +353,8 @@ class CommandEngine(wiring.Component):
                         with m.Elif(running):
                             bad(ErrorCode.BUSY)
                         with m.Else():
-                            m.d.sync += [index.eq(0), reset_sources.eq(0)]
+                            m.d.sync += [index.eq(0), reset_sources.eq(0), addr.eq(0),
+                                         space.eq(Space.NSTATE), word.eq(0)]
                             m.next = "RESET_NEXT"
                     with m.Default():
                         bad(ErrorCode.BAD_OPCODE)
@@ -507,13 +499,17 @@ class CommandEngine(wiring.Component):
                     with m.If(lt_const(index, 2 * N)):
                         core(m, CORE_RESET_NSTATE)
                     with m.Else():
-                        m.d.sync += [index.eq(0), reset_sources.eq(1)]
+                        m.d.sync += [index.eq(0), reset_sources.eq(1), space.eq(Space.SOURCE)]
                 with m.Elif(lt_const(index, S)):
                     core(m, CORE_RESET_SOURCE_READ)
                 with m.Else():
-                    m.d.sync += [head.eq(0), tail.eq(0), used.eq(0), queued_ticks.eq(0)]
+                    m.d.sync += [head.eq(0), tail.eq(0), used.eq(0), queued_ticks.eq(0),
+                                 space.eq(Space.STATUS), addr.eq(Status.T), index.eq(0),
+                                 word.eq(0)]
                     core(m, CORE_RESET_T)
             with m.State("RESET_SOURCE_WRITE"):
+                # Keep the sign, zero the trace and the pending event.
+                m.d.sync += word.eq(word & 0x100)
                 core(m, CORE_RESET_SOURCE_WRITE)
 
             # -- Replies -----------------------------------------------------------------------
@@ -547,6 +543,7 @@ class CommandEngine(wiring.Component):
 
             # -- Ticks -------------------------------------------------------------------------
             with m.State("TICK_INPUTS"):
+                m.d.sync += word.eq(run_flags[0])   # the TICK command's data: learn
                 # Without the INPUTS flag a tick takes no input.
                 with m.If(~run_flags[1]):
                     m.next = "TICK_HEADER"
@@ -593,7 +590,8 @@ class CommandEngine(wiring.Component):
 
             # RUN_END: the tick counter after the run, and why it ended (0: done, 1: stopped).
             with m.State("RUN_END_1"):
-                m.d.sync += end_pending.eq(0)
+                m.d.sync += [end_pending.eq(0), space.eq(Space.STATUS), addr.eq(Status.T),
+                             index.eq(0)]
                 core(m, CORE_END_T)
             with m.State("RUN_END_2"):
                 # `word` holds t until RUN_END_3 emits it.

@@ -43,13 +43,16 @@ class HashPipeline(wiring.Component):
     Fixed latency of :attr:`latency` cycles: the value presented on ``x`` in cycle ``n`` appears
     on ``y`` in cycle ``n + latency``. A new value may be presented every cycle; there is no
     handshake and no stall. With ``rounds_per_stage = 8`` the latency is 1 (one register at the
-    output). Registers reset to 0.
+    output), or 0 without the output register. Registers reset to 0.
 
     Parameters
     ----------
     rounds_per_stage : int
         Rounds computed between two registers: 1, 2, 4 or 8. Fewer rounds per stage shorten the
         longest path (one 16-bit adder a round) at the cost of more flip-flops.
+    registered_output : bool
+        Whether the last stage ends in a register. Without it ``y`` is combinational from the
+        last internal register (or from ``x``), for a user that registers it anyway.
 
     Members
     -------
@@ -60,22 +63,27 @@ class HashPipeline(wiring.Component):
     x: In(32)
     y: Out(32)
 
-    def __init__(self, rounds_per_stage: int = 2):
+    def __init__(self, rounds_per_stage: int = 2, *, registered_output: bool = True):
         if rounds_per_stage not in (1, 2, 4, 8):
             raise ValueError(f"rounds_per_stage must be 1, 2, 4 or 8, not {rounds_per_stage!r}")
         self._rounds_per_stage = rounds_per_stage
+        self._registered_output = bool(registered_output)
         super().__init__()
 
     @property
     def latency(self) -> int:
-        return HASH_ROUNDS // self._rounds_per_stage
+        return HASH_ROUNDS // self._rounds_per_stage - (not self._registered_output)
 
     def elaborate(self, platform):
         m = Module()
         hi, lo = self.x[16:], self.x[:16]
-        for stage in range(self.latency):
+        stages = HASH_ROUNDS // self._rounds_per_stage
+        for stage in range(stages):
             next_hi, next_lo = hash_rounds(hi, lo, stage * self._rounds_per_stage,
                                            self._rounds_per_stage, m)
+            if stage == stages - 1 and not self._registered_output:
+                hi, lo = next_hi, next_lo
+                break
             hi = Signal(unsigned(16), name=f"hi{stage}")
             lo = Signal(unsigned(16), name=f"lo{stage}")
             m.d.sync += [hi.eq(next_hi), lo.eq(next_lo)]
