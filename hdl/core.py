@@ -33,8 +33,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..config import (LEAK_OFF, REGISTERS, STREAM_LTD, STREAM_LTP, CoreConfig)
-from .datapath import (NeuronUpdate, SynapseUpdate, bump, current_bits, decay, low_mask,
-                       lt_const)
+from .datapath import (NeuronUpdate, SynapseUpdate, bump, current_bits, decay,
+                       feature_value_ok, low_mask, lt_const)
 from .layouts import NeuronParams, Registers, SynapseWord, register_field
 from .rng import HashPipeline
 from .synmem import MEMORY_KINDS, SynapseBank
@@ -225,6 +225,11 @@ class Core(wiring.Component):
     instrument : bool
         Build the benchmark counters ``BANK_ACCESSES`` and ``WALK_CYCLES`` (see
         :class:`Status`); without them they read 0.
+    wta, adaptive_threshold : bool
+        Build the winner-take-all pool and the adaptive threshold. A core built without one
+        behaves as the model does for images that do not use it (no neuron with ``wta`` set;
+        ``th_plus`` and ``th`` zero everywhere), and with ``validate`` refuses writes that would
+        use it (see :func:`~.datapath.feature_value_ok`).
     validate : bool
         Check every command's address, space and register value and answer a bad one with
         ``ERROR`` (the contract above). ``False`` leaves the checks out, for a core behind
@@ -240,7 +245,8 @@ class Core(wiring.Component):
     """
 
     def __init__(self, config: CoreConfig, *, banks: int = 4, memory: str = "bram",
-                 hash_rounds_per_stage: int = 2, instrument: bool = True, validate: bool = True):
+                 hash_rounds_per_stage: int = 2, instrument: bool = True,
+                 wta: bool = True, adaptive_threshold: bool = True, validate: bool = True):
         if not isinstance(config, CoreConfig):
             raise TypeError(f"config must be a CoreConfig, not {config!r}")
         if banks not in (1, 2, 4, 8, 16):
@@ -259,6 +265,8 @@ class Core(wiring.Component):
         self._hash_rounds_per_stage = hash_rounds_per_stage
         self._instrument = bool(instrument)
         self._validate = bool(validate)
+        self._wta = bool(wta)
+        self._adaptive_threshold = bool(adaptive_threshold)
         super().__init__({
             "cmd": In(stream.Signature(Command)),
             "rsp": Out(stream.Signature(Response)),
@@ -280,6 +288,14 @@ class Core(wiring.Component):
     @property
     def instrument(self) -> bool:
         return self._instrument
+
+    @property
+    def wta(self) -> bool:
+        return self._wta
+
+    @property
+    def adaptive_threshold(self) -> bool:
+        return self._adaptive_threshold
 
     @property
     def validate(self) -> bool:
@@ -546,7 +562,8 @@ class Core(wiring.Component):
         # Phase C's neuron update; its inputs are the neuron read in the previous cycle, in
         # every state (only phase C writes what it computes). The pool pass does not decay
         # theta again.
-        m.submodules.neuron = nu = NeuronUpdate(current_bits(S))
+        m.submodules.neuron = nu = NeuronUpdate(current_bits(S),
+                                                adaptive_threshold=self._adaptive_threshold)
         pool_pass = Signal()
         nu_lane = (Array(nlane_r)[lane_of(sweep1)].data if B > 1 else nlane_r[0].data)
         m.d.comb += [
@@ -629,7 +646,12 @@ class Core(wiring.Component):
                     m.d.comb += valid_addr.eq(high_zero & lt_const(syn_s, S)
                                               & lt_const(syn_j, N))
                 with m.Case(Space.NPARAM, Space.NSTATE):
-                    m.d.comb += valid_addr.eq(lt_const(nrn, N))
+                    features_ok = feature_value_ok(
+                        cmd_reg.space == Space.NPARAM, cmd_reg.space == Space.NSTATE, half,
+                        cmd_reg.data, wta=self._wta,
+                        adaptive_threshold=self._adaptive_threshold)
+                    m.d.comb += valid_addr.eq(lt_const(nrn, N)
+                                              & ((cmd_reg.op != Op.WRITE) | features_ok))
                 with m.Case(Space.SOURCE):
                     m.d.comb += valid_addr.eq(lt_const(addr, S))
                 with m.Case(Space.STATUS):
@@ -906,7 +928,7 @@ class Core(wiring.Component):
                 self._read_neuron(m, sweep, nparam_r, nstate_r, nlane_r, slane_r, B, LB,
                                   lane_of, row_of, source_address)
                 j = sweep1
-                pool = params.wta
+                pool = params.wta if self._wta else Const(0)
                 winner = j == best_j
                 fire = Mux(pool_pass, pool & winner, nu.candidate & ~pool)
                 with m.If(sweep1_valid & (~pool_pass | pool)):

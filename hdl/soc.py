@@ -45,6 +45,9 @@ class SoC(wiring.Component):
         The clock frequency (reported by IDENTIFY).
     rx_fifo_depth, tx_fifo_depth, queue_depth : int
         Bytes of the receive and transmit FIFOs; entries of the input-spike queue.
+    paced, wta, adaptive_threshold : bool
+        The optional parts to build (see :class:`~.engine.CommandEngine` and
+        :class:`~.core.Core`); IDENTIFY reports them as capabilities.
 
     Members
     -------
@@ -65,16 +68,19 @@ class SoC(wiring.Component):
     def __init__(self, config: CoreConfig, *, banks: int = 4, memory: str = "bram",
                  hash_rounds_per_stage: int = 2, instrument: bool = True, divisor: int = 4,
                  clock_hz: int = 12_000_000,
-                 rx_fifo_depth: int = 512, tx_fifo_depth: int = 512, queue_depth: int = 256):
+                 rx_fifo_depth: int = 512, tx_fifo_depth: int = 512, queue_depth: int = 256,
+                 paced: bool = True, wta: bool = True, adaptive_threshold: bool = True):
         self._core_args = dict(banks=banks, memory=memory,
                                hash_rounds_per_stage=hash_rounds_per_stage,
-                               instrument=instrument)
+                               instrument=instrument, wta=wta,
+                               adaptive_threshold=adaptive_threshold)
         self._config = config
         self._divisor = divisor
         self._fifo_depths = (rx_fifo_depth, tx_fifo_depth)
         self._engine_args = dict(banks=banks, spram=memory == "spram", queue_depth=queue_depth,
                                  rx_buffer=rx_fifo_depth, clock_hz=clock_hz,
-                                 baud_divisor=divisor)
+                                 baud_divisor=divisor, paced=paced, wta=wta,
+                                 adaptive_threshold=adaptive_threshold)
         super().__init__()
 
     @property
