@@ -20,7 +20,8 @@ A walk step goes down one pipeline: read (bank, lane memories, and a draw from t
 pipeline), add the weight to ``I`` (row walks), :class:`~.datapath.SynapseUpdate`, write back.
 A column walk visits only the groups of ``B`` sources with a nonzero presynaptic trace, which
 phase A lists, since potentiation needs ``x > 0``: with sparse activity phase D costs a few
-steps per spike instead of ``n_sources / B``. Within a walk every address is distinct and walks
+steps per spike instead of ``n_sources / B`` (a core built with ``trace_list=False`` keeps no
+list and visits every group). Within a walk every address is distinct and walks
 of one phase touch disjoint words, so the
 pipeline issues back to back; it drains between phases. With block RAM (separate read and
 write ports) a step issues every cycle; with single-ported SPRAM a learning walk issues every
@@ -225,6 +226,10 @@ class Core(wiring.Component):
     instrument : bool
         Build the benchmark counters ``BANK_ACCESSES`` and ``WALK_CYCLES`` (see
         :class:`Status`); without them they read 0.
+    trace_list : bool
+        List, in phase A, the groups of sources with a nonzero presynaptic trace, so that a
+        column walk (phase D) visits only those. Without the list a column walk visits every
+        group: the same results, more cycles per tick when few sources are active, less logic.
     wta, adaptive_threshold : bool
         Build the winner-take-all pool and the adaptive threshold. A core built without one
         behaves as the model does for images that do not use it (no neuron with ``wta`` set;
@@ -246,7 +251,8 @@ class Core(wiring.Component):
 
     def __init__(self, config: CoreConfig, *, banks: int = 4, memory: str = "bram",
                  hash_rounds_per_stage: int = 2, instrument: bool = True,
-                 wta: bool = True, adaptive_threshold: bool = True, validate: bool = True):
+                 trace_list: bool = True, wta: bool = True, adaptive_threshold: bool = True,
+                 validate: bool = True):
         if not isinstance(config, CoreConfig):
             raise TypeError(f"config must be a CoreConfig, not {config!r}")
         if banks not in (1, 2, 4, 8, 16):
@@ -265,6 +271,7 @@ class Core(wiring.Component):
         self._hash_rounds_per_stage = hash_rounds_per_stage
         self._instrument = bool(instrument)
         self._validate = bool(validate)
+        self._trace_list = bool(trace_list)
         self._wta = bool(wta)
         self._adaptive_threshold = bool(adaptive_threshold)
         super().__init__({
@@ -288,6 +295,10 @@ class Core(wiring.Component):
     @property
     def instrument(self) -> bool:
         return self._instrument
+
+    @property
+    def trace_list(self) -> bool:
+        return self._trace_list
 
     @property
     def wta(self) -> bool:
@@ -840,9 +851,10 @@ class Core(wiring.Component):
                                 slane_w[lane].en.eq(1),
                             ]
                         with m.If(Cat(live).any()):
-                            m.d.comb += [xlist_w.addr.eq(x_count), xlist_w.data.eq(sweep1),
-                                         xlist_w.en.eq(1)]
-                            m.d.sync += x_count.eq(x_count + 1)
+                            if self._trace_list:
+                                m.d.comb += [xlist_w.addr.eq(x_count),
+                                             xlist_w.data.eq(sweep1), xlist_w.en.eq(1)]
+                                m.d.sync += x_count.eq(x_count + 1)
                         with m.If(pending.any()):
                             m.d.comb += [
                                 prelist_w.addr.eq(pre_count),
@@ -965,7 +977,8 @@ class Core(wiring.Component):
             # -- Phase D: one column walk per spike -------------------------------------------------
             with m.State("D_FETCH"):
                 m.d.comb += [self.busy.eq(1), spikelist_r.addr.eq(spike_index)]
-                with m.If((spike_index == spike_count) | ~(learn & regs.ltp_en) | (x_count == 0)):
+                nothing_listed = (x_count == 0) if self._trace_list else Const(0)
+                with m.If((spike_index == spike_count) | ~(learn & regs.ltp_en) | nothing_listed):
                     m.next = "D_DRAIN"
                 with m.Else():
                     m.d.sync += [spike_index.eq(spike_index + 1), x_index.eq(0)]
@@ -978,7 +991,9 @@ class Core(wiring.Component):
 
             # The walk visits only the listed groups; the list is read one step ahead.
             with m.State("D_WALK"):
-                m.d.comb += [self.busy.eq(1), walking.eq(1), step.eq(xlist_r.data)]
+                # Without the list every group is visited (those with x = 0 change nothing).
+                m.d.comb += [self.busy.eq(1), walking.eq(1),
+                             step.eq(xlist_r.data if self._trace_list else x_index)]
                 rot = lane_of(walk_j)
                 may_issue = ~slot if spram else Const(1)
                 with m.If(may_issue):
@@ -992,7 +1007,7 @@ class Core(wiring.Component):
                         m.d.comb += issue.addr[b].eq(_join(_join(step, B, lane), NB,
                                                            walk_j >> LB))
                     m.d.sync += x_index.eq(x_index + 1)
-                    with m.If(x_index == x_count - 1):
+                    with m.If(x_index == ((x_count - 1) if self._trace_list else SB - 1)):
                         m.next = "D_FETCH"
 
             with m.State("D_DRAIN"):

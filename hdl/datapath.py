@@ -384,23 +384,13 @@ class NeuronUpdate(wiring.Component):
         product = Signal(32)
         m.d.comb += product.eq(offset * scale)
         inexact = ~negative & ((v[:15] & low_mask(s, 15)) != 0)
-        # leaked = v - product[15:31] + scale - inexact (v without leak), and the total
-        # leaked + current + bias. Everything but the product is summed while the DSP multiplies,
-        # so one subtraction follows it (the longest path of the core at 12 MHz on an iCE40).
-        leak_off = s == LEAK_OFF
-        base = Signal(signed(18))
-        m.d.comb += base.eq(Mux(leak_off, v, v + scale - inexact))
-        drop = Signal(16)
-        m.d.comb += drop.eq(Mux(leak_off, 0, product[15:31]))
         leaked = Signal(signed(17))
-        m.d.comb += leaked.eq(base - drop)
-        wide = max(self._current_bits, 18) + 2
-        base_in = Signal(signed(wide))
-        m.d.comb += base_in.eq(base + self.current + prm.bias)
+        m.d.comb += leaked.eq(Mux(s == LEAK_OFF, v,
+                                  v - product[15:31] + scale - inexact))
 
         refractory = self.ref != 0
-        total = Signal(signed(wide + 1))
-        m.d.comb += total.eq(base_in - drop)
+        total = Signal(signed(max(self._current_bits, 17) + 2))
+        m.d.comb += total.eq(leaked + self.current + prm.bias)
         integrated = _saturate_signed(total, 16)
         m.d.comb += [
             self.v_rest.eq(Mux(refractory, leaked, integrated)),

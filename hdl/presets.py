@@ -41,6 +41,8 @@ class CorePreset:
     config : CoreConfig
     banks, memory, hash_rounds_per_stage, instrument
         Passed to :class:`~.core.Core`.
+    trace_list : bool
+        Passed to :class:`~.core.Core`.
     paced, wta, adaptive_threshold : bool
         The optional parts built (see :class:`~.soc.SoC`); a preset leaves out what its device
         has no room for.
@@ -54,6 +56,7 @@ class CorePreset:
     memory: str
     hash_rounds_per_stage: int
     instrument: bool = True
+    trace_list: bool = True
     paced: bool = True
     wta: bool = True
     adaptive_threshold: bool = True
@@ -76,7 +79,7 @@ class CorePreset:
         """A new :class:`~.core.Core` with this preset's parameters."""
         return Core(self.config, banks=self.banks, memory=self.memory,
                     hash_rounds_per_stage=self.hash_rounds_per_stage,
-                    instrument=self.instrument, wta=self.wta,
+                    instrument=self.instrument, trace_list=self.trace_list, wta=self.wta,
                     adaptive_threshold=self.adaptive_threshold)
 
     def build_soc(self, **kwargs) -> SoC:
@@ -84,7 +87,8 @@ class CorePreset:
         ``kwargs`` go to :class:`~.soc.SoC` (``divisor``, ``clock_hz``, ...)."""
         return SoC(self.config, banks=self.banks, memory=self.memory,
                    hash_rounds_per_stage=self.hash_rounds_per_stage,
-                   instrument=self.instrument, paced=self.paced, wta=self.wta,
+                   instrument=self.instrument, trace_list=self.trace_list, paced=self.paced,
+                   wta=self.wta,
                    adaptive_threshold=self.adaptive_threshold, **kwargs)
 
 
@@ -93,7 +97,7 @@ UP5K = CorePreset(
     name="up5k", device="iCE40UP5K", family="ice40",
     config=CoreConfig(n_inputs=128, n_neurons=256, n_recurrent=128),
     banks=1, memory="spram", hash_rounds_per_stage=8, instrument=False,
-    paced=False, wta=False, adaptive_threshold=False,
+    trace_list=False, paced=False, wta=False, adaptive_threshold=False,
 )
 
 #: LFE5U-85F (ULX3S-85F, ECPIX-5 85): 512 neurons, 192k synapses in 192 of the 208 DP16KD.
