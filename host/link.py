@@ -108,6 +108,15 @@ class _Pending:
     entries: int = 0   #: SPIKES entries it carries
 
 
+#: :meth:`Link.stream_run` waits for credits for ``queue_depth // _QUEUE_SHARE`` entries (at most
+#: ``MAX_SPIKES``) before it sends a SPIKES command. The credits of a command come back only with
+#: the TICK frames of its ticks, one after the other on the line from the core, so while one
+#: command is on the line the credits of the one before it are still returning: with half the
+#: queue per command the line idles for them after every command (payload 0.80 of the line rate
+#: in ``python -m plasticore.sim.bench_link``), with a third it never does (0.97).
+_QUEUE_SHARE = 3
+
+
 def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
@@ -135,12 +144,18 @@ class Link:
     timeout : float
         Seconds to wait for each reply, and for each TICK frame of a run beyond its pacing.
     window : int
-        How many ``READ``/``WRITE`` commands of one bulk transfer (:meth:`read`, :meth:`write`)
-        may be on the line before the first reply comes back, 1 to 64. The bytes of the
-        commands in flight are also kept within the receive buffer the core reports
-        (``IdentifyInfo.rx_buffer``), so a window never overflows it; before :meth:`identify`
-        the window is 1. Every other command (``SPIKES``, ``RUN``, ...) is sent alone and
-        awaited, which keeps the credit accounting exact.
+        How many commands may be on the line before the first reply comes back, 1 to 64: the
+        blocks of a bulk transfer (:meth:`read`, :meth:`write`) and the ``SPIKES`` commands of
+        :meth:`stream_run` are pipelined up to it; every other command is sent alone and
+        awaited. Before :meth:`identify` the window is 1.
+
+    .. note::
+        **Receive buffer.** The core decodes the oldest command in flight into its frame buffer
+        as fast as its bytes arrive and keeps it there until its reply is out; the commands
+        behind it wait in the receive FIFO (``IdentifyInfo.rx_buffer`` bytes). So a command is
+        sent only when the line bytes of the commands in flight, the oldest excepted, plus its
+        own fit in ``rx_buffer``: a link never overflows the FIFO, and two ``SPIKES`` commands
+        of ``MAX_SPIKES`` entries (262 bytes each) may be in flight at once.
 
     Raises
     ------
@@ -199,8 +214,10 @@ class Link:
     @property
     def credits(self) -> int:
         """SPIKES entries that may be sent now: the ``queue_free`` of the latest ACK, TICK or
-        STATUS, less the entries sent since that report and not yet acknowledged. 0 while
-        unknown (before the first report, and after a timeout)."""
+        STATUS, less the entries of every ``SPIKES`` command not yet acknowledged. The core
+        takes commands in order and acknowledges each before it sends anything else, so no
+        report counts a command whose ACK has not arrived before it. 0 while unknown (before
+        the first report, and after a timeout)."""
         if self._queue_free is None:
             return 0
         return max(0, self._queue_free - self._in_flight)
@@ -333,14 +350,45 @@ class Link:
 
     # -- commands -------------------------------------------------------------------------------
 
-    def _send(self, op: int, payload: bytes, name: str, entries: int = 0) -> int:
+    def _fits(self, size: int) -> bool:
+        """Whether a command of ``size`` line bytes may be sent now: within the window, and
+        within the receive buffer with the commands in flight but the oldest (see :class:`Link`).
+        """
+        if not self._pending:
+            return True
+        if self._info is None or len(self._pending) >= self._window:
+            return False
+        sizes = [p.size for p in self._pending.values()]
+        return sum(sizes) - sizes[0] + size <= self._info.rx_buffer
+
+    def _make_room(self, size: int) -> None:
+        """Collect replies until a command of ``size`` line bytes may be sent."""
+        deadline = time.monotonic() + self._timeout
+        while not self._fits(size):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._timed_out(next(iter(self._pending)), self._timeout)
+            self._pump(remaining)
+
+    def _next_frame(self, op: int, payload: bytes) -> bytes:
+        """The line bytes of the next command (:meth:`_send` gives it the next seq)."""
+        return build_frame(self._seq, op, payload)
+
+    def _send(self, op: int, payload: bytes, name: str, entries: int = 0,
+              frame: bytes | None = None) -> int:
+        """Send a command once there is room for it (:meth:`_make_room`); its seq. ``frame``,
+        if given, is the command's :meth:`_next_frame`."""
         if self._closed:
             raise LinkException(f"the link to {self._transport.name} is closed")
+        if frame is None:
+            frame = self._next_frame(op, payload)
+        self._make_room(len(frame))
         seq = self._seq
         self._seq = (seq + 1) & 0xFF
-        # A sequence number still awaited from before a timeout would be ambiguous: forget it.
+        # A sequence number still awaited from before a timeout would be ambiguous: forget it,
+        # and any late reply to it that nobody collected.
         self._pending.pop(seq, None)
-        frame = build_frame(seq, op, payload)
+        self._replies.pop(seq, None)
         self._pending[seq] = _Pending(op=int(op), name=name, size=len(frame), entries=entries)
         self._in_flight += entries
         self._transport.write(frame)
@@ -390,28 +438,27 @@ class Link:
         return struct.unpack("<H", data)[0]
 
     def _batch(self, commands: list[tuple[int, bytes, str]]) -> list[bytes]:
-        """Send commands with up to ``window`` in flight; their reply payloads, in order.
+        """Send commands with up to ``window`` in flight (and within the receive buffer, see
+        :class:`Link`); their reply payloads, in order.
 
         On a refusal no further command is sent; the replies of those already on the line are
         collected, then the first refusal is raised.
         """
-        limit = self._window if self._info is not None else 1
-        budget = self._info.rx_buffer if self._info is not None else 0
         results: list[bytes] = []
-        in_flight: collections.deque[tuple[int, str, int]] = collections.deque()
+        in_flight: collections.deque[tuple[int, str]] = collections.deque()
         error = None
         index = 0
         while True:
-            while index < len(commands) and error is None and len(in_flight) < limit:
+            while index < len(commands) and error is None:
                 op, payload, name = commands[index]
-                size = len(build_frame(0, op, payload))
-                if in_flight and sum(s for _, _, s in in_flight) + size > budget:
+                frame = self._next_frame(op, payload)
+                if in_flight and not self._fits(len(frame)):
                     break
-                in_flight.append((self._send(op, payload, name), name, size))
+                in_flight.append((self._send(op, payload, name, frame=frame), name))
                 index += 1
             if not in_flight:
                 break
-            seq, name, _ = in_flight.popleft()
+            seq, name = in_flight.popleft()
             frame = self._await(seq)
             try:
                 results.append(self._check(frame, name))
@@ -621,9 +668,27 @@ class Link:
         The run is started, then the entries of tick after tick (the tick's distinct input
         indices, then ``END_OF_TICK``) are sent in ``SPIKES`` commands of at most
         ``MAX_SPIKES`` entries, never more than :attr:`credits` allow, while TICK frames are
-        collected. Whenever nothing may be sent the link waits for the next TICK frame, which
-        frees queue room; since every tick fits in the queue, the core always has a complete
-        tick to run or room for more entries, so the run cannot deadlock.
+        collected.
+
+        Contract
+        --------
+        * **Pipelined.** ``SPIKES`` commands do not wait for each other's ``ACK``: as many are
+          in flight as the credits, the ``window`` and the receive buffer allow (see
+          :class:`Link`), so the line keeps carrying entries while the core queues the previous
+          command. :attr:`credits` count the entries of every command not yet acknowledged, and
+          the core takes commands in order, so the queue never overflows (no ``QUEUE_FULL``),
+          and entries are queued in the order of the ticks.
+        * **Large commands.** A command carries as many entries as the credits allow, up to
+          ``MAX_SPIKES``, but at least ``min(MAX_SPIKES, queue_depth // 3)`` or all that are
+          left to send (in ``lockstep``: the next tick's), whichever is fewer. While the credits
+          are short of that the link waits for TICK frames and ``ACK`` replies to return more,
+          rather than send small commands as credits trickle back in a core-bound run. Only
+          when waiting could stall the run (no command in flight, and no complete tick queued
+          in the core whose TICK frame would return credits) does it send what the credits
+          allow; since every tick fits in the queue, there is then room for at least one more
+          entry, so the run cannot deadlock.
+        * **Timeouts.** Every wait (for a TICK frame, an ``ACK``, room to send) ends after
+          ``timeout`` seconds (plus one period) without progress.
 
         Parameters
         ----------
@@ -657,7 +722,8 @@ class Link:
         LinkError
             If the core refuses the run (``BUSY``) or a command.
         LinkTimeout
-            If no TICK frame arrives for ``timeout`` (plus one period) while one is due.
+            If no TICK frame or ``ACK`` arrives for ``timeout`` (plus one period) while one is
+            due.
         LinkLost
             If TICK frames were lost, or the run ended early.
         LinkException
@@ -696,12 +762,17 @@ class Link:
 
     def _stream(self, ticks, source, info, on_tick, lockstep, tick_timeout):
         n_inputs, depth = info.n_inputs, info.queue_depth
+        share = min(MAX_SPIKES, max(1, depth // _QUEUE_SHARE))
         results: list[tuple[int, ...]] = []
         outbox: collections.deque[int] = collections.deque()
         queued = 0          # ticks whose entries are in the outbox or sent
+        ends_sent = 0       # END_OF_TICK entries sent
+        sent: collections.deque[tuple[int, str]] = collections.deque()  # awaiting their ACK
         first_t = None
         deadline = time.monotonic() + tick_timeout
         while len(results) < ticks:
+            if self._collect_acks(sent):
+                deadline = time.monotonic() + tick_timeout
             while self._ticks and len(results) < ticks:
                 tick = self._take(self._ticks, f"tick {len(results)} of the run")
                 if first_t is None:
@@ -730,20 +801,55 @@ class Link:
                 outbox.extend(self._tick_entries(queued, entries, n_inputs, depth))
                 queued += 1
             n = min(len(outbox), self.credits, MAX_SPIKES)
-            if n:
-                self.spikes([outbox.popleft() for _ in range(n)])
-                deadline = time.monotonic() + tick_timeout
-                continue
+            # Waiting for more credits is safe while something will return them: an ACK, or
+            # the TICK frame of a complete tick in the core's queue. Else waiting would stall
+            # the run: send what the credits allow.
+            stalled = not sent and ends_sent == len(results)
+            # The frame is built only if it may fit: 2 * n + 6 bytes is its size unescaped.
+            if n and (n >= min(len(outbox), share) or stalled) and self._fits(2 * n + 6):
+                entries = [outbox[k] for k in range(n)]
+                payload = struct.pack(f"<{n}H", *entries)
+                frame = self._next_frame(Opcode.SPIKES, payload)
+                if self._fits(len(frame)):   # else an ACK will make room
+                    name = f"SPIKES({n} entries)"
+                    sent.append((self._send(Opcode.SPIKES, payload, name, n, frame), name))
+                    for _ in range(n):
+                        outbox.popleft()
+                    ends_sent += entries.count(END_OF_TICK)
+                    deadline = time.monotonic() + tick_timeout
+                    continue
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                if sent:
+                    self._timed_out(sent[0][0], tick_timeout)
                 raise LinkTimeout(f"no TICK frame for tick {len(results)} of {ticks} of the "
                                   f"run from {self._transport.name} within {tick_timeout:g} s")
             self._pump(remaining)
         end = self.wait_run_end(tick_timeout)
+        # Every ACK came before the TICK frame of the tick that took the command's last entry.
+        while sent:
+            self._collect_acks(sent, sent[0][0], tick_timeout)
         if end.reason != RunEnd.DONE or end.t != (first_t + ticks) & _M32:
             raise LinkLost(f"the run of {ticks} ticks from t = {first_t} ended with reason "
                            f"{end.reason} at t = {end.t}")
         return results
+
+    def _collect_acks(self, sent: collections.deque, wait: int | None = None,
+                      timeout: float | None = None) -> int:
+        """Take the replies to the ``SPIKES`` commands ``sent`` (``(seq, name)``, oldest first)
+        that have arrived, in order, awaiting ``wait`` if given; how many were taken.
+
+        Raises :exc:`LinkError` on a refusal: a refused command queued nothing, but the
+        commands behind it may have, so the stream cannot go on."""
+        taken = 0
+        while sent and (sent[0][0] in self._replies or sent[0][0] == wait):
+            seq, name = sent.popleft()
+            frame = self._await(seq, timeout)
+            kind, data = frame.op, self._check(frame, name)
+            if kind != Reply.ACK or len(data) != 2:
+                raise LinkLost(f"{name}: expected an ACK, got reply {kind:#04x} {data.hex()}")
+            taken += 1
+        return taken
 
     @staticmethod
     def _tick_entries(k: int, entries, n_inputs: int, depth: int) -> list[int]:

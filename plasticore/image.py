@@ -13,8 +13,7 @@ import dataclasses
 import numpy as np
 
 from .config import (LEAK_OFF, NEURON_PARAM_FIELDS, NEURON_STATE_FIELDS, REGISTERS,
-                     REGISTERS_BY_NAME, SYNAPSE_FIELDS, TRACE_MAX, CoreConfig, check_register,
-                     default_registers)
+                     SYNAPSE_FIELDS, TRACE_MAX, CoreConfig, check_register, default_registers)
 
 __all__ = ["CoreImage", "NeuronState", "pack_synapses", "unpack_synapses", "synapse_field"]
 
@@ -135,13 +134,6 @@ class CoreImage:
             raise KeyError(f"image lacks registers {', '.join(missing)}")
         for name, value in self.registers.items():
             self.registers[name] = check_register(name, value)
-        regs = self.registers
-        gate_max = max(regs[f"GATE_SHIFT_{p}"] for p in range(7))
-        for shift in ("SHIFT_PLUS", "SHIFT_MINUS"):
-            limit = REGISTERS_BY_NAME[shift].hi
-            if regs[shift] + gate_max > limit:
-                raise ValueError(f"{shift} + the largest GATE_SHIFT = {regs[shift]} + {gate_max} "
-                                 f"= {regs[shift] + gate_max} exceeds the limit {limit}")
 
         n, s = cfg.n_neurons, cfg.n_sources
         _check_array("synapses", self.synapses, (s, n), 0, 0xFFFF)

@@ -12,7 +12,8 @@ import numpy as np
 from ..config import (COIN_NEVER, COIN_RANDOM_BITS, HASH_ROT_HI, HASH_ROT_LO, HASH_ROUNDS,
                       LEAK_OFF, MAX_INDEX, RAND_A_SHIFT, RAND_STREAM_SHIFT, SR_RANDOM_BITS)
 
-__all__ = ["ceilsh", "decay", "leak", "saturate", "hash32", "tick_key", "rand", "sr", "coin"]
+__all__ = ["ceilsh", "decay", "leak", "saturate", "hash32", "tick_key", "rand", "rounding_shift",
+           "sr", "coin"]
 
 _M16 = 0xFFFF
 _M32 = 0xFFFFFFFF
@@ -89,6 +90,17 @@ def rand(key, stream, a, b):
         raise ValueError(f"random draw indices must be in 0..{MAX_INDEX}")
     word = (stream << RAND_STREAM_SHIFT) | (a << RAND_A_SHIFT) | b
     return hash32((_i64(key) & _M32) ^ word)
+
+
+def rounding_shift(shift, gate):
+    """The shift of one synapse update: ``min(shift + gate, 24)``.
+
+    ``shift`` is ``SHIFT_PLUS`` or ``SHIFT_MINUS`` and ``gate`` the ``GATE_SHIFT`` of the
+    synapse's level; their sum (up to 39) saturates at the 24 random bits that :func:`sr` compares.
+    A total of 24 or more rounds as 24 does (a zero quotient, a mean step of ``num / 2**24``),
+    which is not what a literal longer shift would give (``docs/core-model.md`` section 3.3).
+    """
+    return np.minimum(_i64(shift) + _i64(gate), SR_RANDOM_BITS)
 
 
 def sr(num, sh, r):

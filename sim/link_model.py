@@ -26,11 +26,11 @@ READ / WRITE
     ``READ`` with ``count`` 0 or above ``MAX_WORDS`` is ``BAD_LENGTH`` with ``detail = count``
     (checked before the address). A space above 5, or a block not wholly inside its space, is
     ``BAD_ADDRESS`` with ``detail`` = the block's first address. Registers are range-checked
-    word by word (``BAD_VALUE``, ``detail`` = the first bad register's address); then, because
-    the golden model (and ``docs/core-model.md`` section 2) has no behaviour for them, a block
-    that would leave ``SHIFT_PLUS`` or ``SHIFT_MINUS`` plus the largest ``GATE_SHIFT`` above 24 is
-    ``BAD_VALUE`` with ``detail`` = 7 or 8 (the shift register's address). Outside the register
-    space bits a field does not have are ignored on write and read as 0, as in the core.
+    word by word (``BAD_VALUE``, ``detail`` = the first bad register's address), and that is
+    the only check: ``SHIFT_PLUS`` or ``SHIFT_MINUS`` plus a ``GATE_SHIFT`` above 24 is written,
+    as in the core, and the update's shift is clamped at 24 (``docs/core-model.md`` section
+    3.3). Outside the register space bits a field does not have are ignored on write and read
+    as 0, as in the core.
     ``STATUS`` is writable at ``T`` (0) and ``CLEAR`` (1) only; ``CLEAR`` clears the event
     counters, whatever the value written. The core's cycle counters (``LAST_TICK_CYCLES``,
     ``TICK_CYCLES``, ``BANK_ACCESSES``, ``WALK_CYCLES``) and ``FLAGS`` read 0 here.
@@ -89,7 +89,7 @@ import tty
 
 import numpy as np
 
-from ..config import NEURON_PARAM_FIELDS, REGISTERS, REGISTERS_BY_NAME, SR_RANDOM_BITS, CoreConfig
+from ..config import NEURON_PARAM_FIELDS, REGISTERS, REGISTERS_BY_NAME, CoreConfig
 from ..hdl.core import Space, Status
 from ..image import CoreImage
 from ..protocol import (END_OF_TICK, MAX_BODY, MAX_SPIKES, MAX_WORDS, PROTOCOL_VERSION,
@@ -104,7 +104,6 @@ _M16 = 0xFFFF
 _SPACES = len(Space)
 _STATUS_WORDS = Status.FLAGS + 1
 _GATES = [REGISTERS_BY_NAME[f"GATE_SHIFT_{p}"].address for p in range(7)]
-_SHIFTS = (REGISTERS_BY_NAME["SHIFT_PLUS"].address, REGISTERS_BY_NAME["SHIFT_MINUS"].address)
 _COUNTER_NAMES = {Status.CLEAR: "ticks", Status.PRE_EVENTS: "pre_events",
                   Status.SYNAPTIC_OPS: "synaptic_ops", Status.POST_SPIKES: "post_spikes",
                   Status.LTD_WRITES: "ltd_writes", Status.LTP_WRITES: "ltp_writes"}
@@ -169,12 +168,6 @@ class CoreModel:
             reg = REGISTERS[addr + k]
             if not reg.lo <= value <= reg.hi:
                 return addr + k
-        regs = [self.model.registers[r.name] for r in REGISTERS]
-        regs[addr:addr + len(words)] = words
-        gate = max(regs[a] for a in _GATES)
-        for shift in _SHIFTS:
-            if regs[shift] + gate > SR_RANDOM_BITS:
-                return shift
         return None
 
     # -- words ----------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import numpy as np
 from ..config import (PLASTICITY_FROZEN, STREAM_LTD, STREAM_LTP, TH_MAX, TRACE_MAX, V_MAX, V_MIN,
                       CoreConfig)
 from ..image import CoreImage, NeuronState, pack_synapses, unpack_synapses
-from .arith import ceilsh, coin, decay, leak, rand, saturate, sr, tick_key
+from .arith import ceilsh, coin, decay, leak, rand, rounding_shift, saturate, sr, tick_key
 
 __all__ = ["GoldenModel", "TickCounters"]
 
@@ -112,7 +112,8 @@ class GoldenModel:
             if learn and regs["LTD_EN"]:
                 base = w0 if regs["SOFT_BOUNDS"] else regs["A_MINUS"]
                 r = rand(key, STREAM_LTD, sources[:, None], neurons[None, :])
-                step = sr(st.y[None, :] * base, regs["SHIFT_MINUS"] + self._gate[f["p"]], r)
+                shift = rounding_shift(regs["SHIFT_MINUS"], self._gate[f["p"]])
+                step = sr(st.y[None, :] * base, shift, r)
                 step = np.where(self._plastic(f) & (st.y[None, :] > 0), step, 0)
                 f["w"] = np.maximum(w0 - step, 0)
                 if regs["CONSOL_EN"]:
@@ -158,7 +159,8 @@ class GoldenModel:
             w_max = regs["W_MAX"]
             base = np.maximum(w_max - w0, 0) if regs["SOFT_BOUNDS"] else regs["A_PLUS"]
             r = rand(key, STREAM_LTP, all_sources[:, None], posts[None, :])
-            step = sr(st.x[:, None] * base, regs["SHIFT_PLUS"] + self._gate[f["p"]], r)
+            shift = rounding_shift(regs["SHIFT_PLUS"], self._gate[f["p"]])
+            step = sr(st.x[:, None] * base, shift, r)
             step = np.where(self._plastic(f) & (st.x[:, None] > 0), step, 0)
             f["w"] = np.where(w0 + step <= w_max, w0 + step, np.maximum(w0, w_max))
             if regs["CONSOL_EN"]:

@@ -163,6 +163,16 @@ class ScalarCore:
     def gate(self, p: int) -> int:
         return self.reg[f"GATE_SHIFT_{p}"]
 
+    def shift(self, register: str, p: int) -> int:
+        """min(SHIFT_x + GATE(p), 24): the shift of an update in phases B and D (§3.3)."""
+        return min(self.reg[register] + self.gate(p), 24)
+
+    def _count_clamped(self, register: str, p: int, step: int) -> None:
+        if self.reg[register] + self.gate(p) > 24:
+            self.events["shift_clamped"] += 1
+            if step > 0:
+                self.events["shift_clamped_step"] += 1
+
     def tick(self, input_spikes, learn) -> list:
         """Run one tick; return the indices of the neurons that spiked, ascending."""
         R = self.reg
@@ -193,8 +203,9 @@ class ScalarCore:
                 I[j] += -syn["w"] if self.inhibitory[s] else syn["w"]
                 if learn and R["LTD_EN"] and _plastic(syn) and self.y[j] > 0:
                     base = syn["w"] if R["SOFT_BOUNDS"] else R["A_MINUS"]
-                    step = sr(self.y[j] * base, R["SHIFT_MINUS"] + self.gate(syn["p"]),
+                    step = sr(self.y[j] * base, self.shift("SHIFT_MINUS", syn["p"]),
                               rand(K, 1, s, j))
+                    self._count_clamped("SHIFT_MINUS", syn["p"], step)
                     old_w = syn["w"]
                     syn["w"] = max(syn["w"] - step, 0)
                     if syn["w"] < old_w:
@@ -281,7 +292,8 @@ class ScalarCore:
                 if learn and R["LTP_EN"] and _plastic(syn) and self.x[s] > 0:
                     base = max(R["W_MAX"] - syn["w"], 0) if R["SOFT_BOUNDS"] else R["A_PLUS"]
                     r = rand(K, 2, s, j)
-                    step = sr(self.x[s] * base, R["SHIFT_PLUS"] + self.gate(syn["p"]), r)
+                    step = sr(self.x[s] * base, self.shift("SHIFT_PLUS", syn["p"]), r)
+                    self._count_clamped("SHIFT_PLUS", syn["p"], step)
                     old_w = syn["w"]
                     if syn["w"] + step <= R["W_MAX"]:
                         syn["w"] = syn["w"] + step

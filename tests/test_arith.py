@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from plasticore.sim.arith import ceilsh, coin, decay, hash32, leak, rand, sr, tick_key
+from plasticore.sim.arith import (ceilsh, coin, decay, hash32, leak, rand, rounding_shift, sr,
+                                   tick_key)
 
 
 @pytest.mark.parametrize("x, expected", [
@@ -69,10 +70,35 @@ def test_stochastic_rounding_is_unbiased():
 
 
 def test_stochastic_rounding_rejects_bad_arguments():
+    # SR itself is defined for shifts up to 24 only; an update's shift is clamped before it.
     with pytest.raises(ValueError, match="0 <= sh <= 24"):
         sr(1, 25, 0)
     with pytest.raises(ValueError, match="num >= 0"):
         sr(-1, 2, 0)
+
+
+@pytest.mark.parametrize("shift, gate, expected", [
+    (0, 0, 0), (12, 6, 18), (18, 6, 24), (20, 4, 24), (20, 6, 24), (24, 1, 24), (24, 15, 24),
+    (9, 15, 24), (0, 15, 15)])
+def test_rounding_shift_is_the_sum_clamped_at_24(shift, gate, expected):
+    assert int(rounding_shift(shift, gate)) == expected
+
+
+def test_rounding_shift_broadcasts():
+    gates = np.array([0, 4, 5, 6, 15])
+    assert rounding_shift(20, gates).tolist() == [20, 24, 24, 24, 24]
+
+
+def test_a_clamped_shift_rounds_as_24_not_as_the_literal_shift():
+    # docs/core-model.md 3.3: from 16 on the quotient is 0, and at 24 the step is 1 exactly when
+    # the draw's low 24 bits are below the product, whatever the top 8 bits (the coin's).
+    n = 255 * 255
+    draws = np.array([0, n - 1, n, 0xFFFFFF, 0xFF000000 | (n - 1), 0xFF000000 | n, 1 << 24])
+    clamped = sr(n, rounding_shift(20, 6), draws)
+    assert clamped.tolist() == [1, 1, 0, 0, 1, 0, 1]
+    assert clamped.tolist() == sr(n, 24, draws).tolist()
+    # A literal shift of 26 would compare the draw's low 26 bits: 1 << 24 would not round up.
+    assert (draws[-1] & ((1 << 26) - 1)) >= n
 
 
 def test_coin_probabilities_are_exact_over_the_top_byte():

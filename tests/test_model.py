@@ -203,6 +203,33 @@ def test_custom_gating_table_is_used():
     assert w[0] == 255 and w[1] in (31, 32)
 
 
+def clamped_shift_model(shift, gate, ticks=8):
+    """64 inputs firing every tick onto 16 neurons that fire every tick: 1024 potentiations and
+    (from the second tick) 1024 depressions per tick, every synapse plastic at shift ``shift``
+    and every gate ``gate``, hard bounds with the largest product (255 · 255)."""
+    gates = {f"GATE_SHIFT_{p}": gate for p in range(7)}
+    image = image_for(64, 16, SOFT_BOUNDS=0, A_PLUS=255, A_MINUS=255, SHIFT_PLUS=shift,
+                      SHIFT_MINUS=shift, X_INC=255, Y_INC=255, SEED=4242, **gates)
+    image.synapses[:] = pack_synapses(w=100, p=np.arange(64 * 16).reshape(64, 16) % 7, en=1)
+    model = GoldenModel(image)
+    model.run(ticks, np.ones((ticks, 64), bool))
+    return model
+
+
+def test_a_total_shift_above_24_is_clamped_to_24():
+    """docs/core-model.md 3.3: an update's shift is min(SHIFT_x + GATE(p), 24), so every total
+    of 24 or more learns exactly as 24 does (the image is valid, the model does not refuse it)."""
+    at_24 = clamped_shift_model(18, 6)
+    w = synapse_field(at_24.synapses, "w")
+    assert np.count_nonzero(w > 100) > 10 and np.count_nonzero(w < 100) > 10
+    for shift, gate in ((20, 6), (24, 15), (24, 0), (9, 15)):
+        model = clamped_shift_model(shift, gate)
+        assert np.array_equal(model.synapses, at_24.synapses), (shift, gate)
+        assert model.counters == at_24.counters, (shift, gate)
+    # The comparison can tell shifts apart: a total of 23 learns differently.
+    assert not np.array_equal(clamped_shift_model(17, 6).synapses, at_24.synapses)
+
+
 def consolidation_image(**registers):
     settings = dict(SOFT_BOUNDS=0, A_PLUS=1, A_MINUS=1, SHIFT_PLUS=0, SHIFT_MINUS=0,
                     CONSOL_Q0=0, CONSOL_QS=0, CONSOL_C_MAX=3, P_LEARN_MAX=2,

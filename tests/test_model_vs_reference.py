@@ -245,3 +245,59 @@ def test_consolidation_coin_boundary(q0):
         assert events["consol_promotion"] > 0.25 * draws / 2**q0, events
     else:
         assert events["consol_promotion"] == 0, events
+
+
+# --- Clamped shifts (§3.3) --------------------------------------------------------------------
+
+def _large_shift_image(seed: int) -> CoreImage:
+    """The random image of ``seed`` with every shift and gate drawn over its whole range, so that
+    most totals SHIFT_x + GATE(p) are above 24 (clamped) and some are not."""
+    image = random_image(seed)
+    rng = np.random.default_rng(500 + seed)
+    regs = image.registers
+    for p in range(7):
+        regs[f"GATE_SHIFT_{p}"] = int(rng.integers(0, 16))
+    regs["SHIFT_PLUS"] = int(rng.integers(9, 25))
+    regs["SHIFT_MINUS"] = int(rng.integers(9, 25))
+    return image.validate()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_model_matches_scalar_reference_with_clamped_shifts(seed):
+    image = _large_shift_image(seed)
+    spikes, learn = random_stimulus(seed, image.config.n_inputs)
+    mismatch, events = run_side_by_side(image, spikes, learn, f"large shifts, seed {seed}")
+    assert mismatch is None, mismatch
+    assert events["shift_clamped"] > 0, events
+
+
+def _dense_image(shift: int, gate: int) -> CoreImage:
+    """32 inputs firing every tick onto 16 neurons that fire every tick, every synapse plastic,
+    hard bounds with the largest product (255 · 255): 512 potentiations and depressions a tick."""
+    cfg = CoreConfig(n_inputs=32, n_neurons=16, n_recurrent=0)
+    image = CoreImage.blank(cfg)
+    image.registers.update(SOFT_BOUNDS=0, A_PLUS=255, A_MINUS=255, X_INC=255, Y_INC=255,
+                           SHIFT_PLUS=shift, SHIFT_MINUS=shift, SEED=777,
+                           **{f"GATE_SHIFT_{p}": gate for p in range(7)})
+    image.neuron_params["threshold"][:] = 0
+    image.synapses[:] = (100 << 8) | ((np.arange(32 * 16).reshape(32, 16) % 7) << 5) | 1
+    return image.validate()
+
+
+def test_shift_20_plus_gate_6_steps_as_24_in_model_and_reference():
+    """SHIFT_PLUS = SHIFT_MINUS = 20 with every gate 6 (a total of 26): the reference, written
+    from the document's min(SHIFT_x + GATE(p), 24), agrees with the model tick by tick, clamped
+    updates do step, and both end where a total of exactly 24 (18 + 6) ends."""
+    ticks = 8
+    spikes = np.ones((ticks, 32), bool)
+    learn = np.ones(ticks, bool)
+    image = _dense_image(20, 6)
+    mismatch, events = run_side_by_side(image, spikes, learn, "SHIFT 20 + GATE 6")
+    assert mismatch is None, mismatch
+    assert events["shift_clamped_step"] > 10, events
+    ref = ScalarCore(image.copy())
+    for tick in range(ticks):
+        ref.tick(spikes[tick].tolist(), True)
+    at_24 = GoldenModel(_dense_image(18, 6))
+    at_24.run(ticks, spikes)
+    assert ref.synapses == at_24.synapses.astype(int).tolist()

@@ -21,6 +21,11 @@ path (:attr:`~VirtualBoard.port`), :meth:`~VirtualBoard.stop` ends the process a
 :class:`BoardStats`. The process has a pipe on stdin and exits when it closes, so a board never
 outlives the Python process that started it, even one that is killed.
 
+The clock runs freely by default: while the host reacts, simulated time passes. A board started
+with ``lockstep=True`` stops its clock each time it has handed bytes to the host until the host
+says it has reacted (:class:`Lockstep`), so what happens in simulated time does not depend on how
+fast the host is.
+
 The design's top level must have the ports ``clk``, ``rst`` (synchronous, active high),
 ``uart_rx`` (in) and ``uart_tx`` (out): what :func:`amaranth.back.verilog.convert` makes of a
 component with ``uart_rx: In(1)`` and ``uart_tx: Out(1)`` that uses the ``sync`` domain without
@@ -38,6 +43,7 @@ import re
 import select
 import shutil
 import signal
+import struct
 import subprocess
 import tempfile
 import time
@@ -59,6 +65,7 @@ __all__ = [
     "VirtualBoardError",
     "VerilatorBuildError",
     "build_virtual_board",
+    "Lockstep",
     "VirtualBoard",
 ]
 
@@ -487,8 +494,84 @@ _PTY_LINE = re.compile(r"PTY (/\S+)")
 _EXIT_LINE = re.compile(r"^VBOARD exit .*$", re.MULTILINE)
 
 
-def _reap(process: subprocess.Popen) -> None:
+class Lockstep:
+    """The host's end of a virtual board's lockstep handshake (``VirtualBoard(lockstep=True)``).
+
+    Contract
+    --------
+    Each time the board has handed bytes to the pseudo-terminal it stops its clock and sends a
+    *notice*: how many bytes it handed over since it last ran on. It runs on at the host's
+    :meth:`resume`, and first reads the host's bytes up to the total the host names, so the
+    host's reaction reaches the design at the cycle the host saw the board's bytes. There is
+    at most one notice outstanding; answer each with exactly one :meth:`resume`, once the
+    bytes it counts have been read and the host has reacted to them (written what it had to
+    write). While the board waits it still answers ``SIGUSR1`` (stats, at the cycle it stopped)
+    and ``SIGTERM``. :meth:`close` (or the host process ending) ends lockstep: the board runs
+    freely again.
+
+    The byte counts assume that the host discards nothing (no ``tcflush``) once bytes flow: the
+    board waits up to 2 s for host bytes that do not come, then runs on and says so in its log.
+    """
+
+    _NOTICE = struct.Struct("=Q")
+
+    def __init__(self, notice_fd: int, go_fd: int):
+        os.set_blocking(notice_fd, False)
+        self._notice_fd = notice_fd
+        self._go_fd = go_fd
+        self._partial = b""
+
+    def fileno(self) -> int:
+        """The descriptor notices arrive on (readable when one may be waiting), for ``select``."""
+        if self._notice_fd is None:
+            raise ValueError("the lockstep handshake is closed")
+        return self._notice_fd
+
+    def take_notice(self, timeout: float = 0.0) -> int | None:
+        """The byte count of the next notice, waiting up to ``timeout`` seconds; ``None`` if
+        none came (or the board has gone)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                chunk = os.read(self.fileno(), self._NOTICE.size - len(self._partial))
+            except BlockingIOError:
+                chunk = None
+            if chunk == b"":
+                return None   # the board has gone
+            if chunk:
+                self._partial += chunk
+                if len(self._partial) == self._NOTICE.size:
+                    (count,), self._partial = self._NOTICE.unpack(self._partial), b""
+                    return count
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            select.select([self._notice_fd], [], [], remaining)
+
+    def resume(self, host_written: int) -> None:
+        """Let the board run on, after reading ``host_written`` bytes (the total the host has
+        ever written to the pseudo-terminal)."""
+        if self._go_fd is None:
+            raise ValueError("the lockstep handshake is closed")
+        try:
+            os.write(self._go_fd, self._NOTICE.pack(host_written))
+        except BrokenPipeError:
+            pass   # the board has gone; the host finds out from its pseudo-terminal
+
+    def close(self) -> None:
+        """End lockstep (the board runs freely). Closing twice is allowed."""
+        for name in ("_notice_fd", "_go_fd"):
+            fd = getattr(self, name)
+            if fd is not None:
+                setattr(self, name, None)
+                os.close(fd)
+
+
+def _reap(process: subprocess.Popen, lockstep: Lockstep | None = None) -> None:
     # Finaliser of a board that was never stopped: garbage collection or interpreter exit.
+    if lockstep is not None:
+        lockstep.close()
     if process.poll() is None:
         process.terminate()
         try:
@@ -539,6 +622,10 @@ class VirtualBoard:
     log_path : path, optional
         File for the harness's stderr (diagnostics and stats). By default a temporary file,
         deleted by :meth:`stop` when the board exited cleanly.
+    lockstep : bool, optional
+        Stop the clock each time the board has handed bytes to the host until the host has
+        reacted, through :attr:`lockstep` (a :class:`Lockstep`); the host must then answer
+        every notice, or the board waits for ever. Off by default.
     """
 
     def __init__(
@@ -552,8 +639,13 @@ class VirtualBoard:
         start_timeout: float = 30.0,
         stop_timeout: float = 10.0,
         log_path: str | os.PathLike | None = None,
+        lockstep: bool = False,
     ) -> None:
+        if not isinstance(lockstep, bool):
+            raise TypeError(f"lockstep must be a bool, not {lockstep!r}")
         self.executable = Path(executable).resolve()
+        self._lockstep_wanted = lockstep
+        self._lockstep: Lockstep | None = None
         args = []
         if divisor is not None:
             args += ["--divisor", str(int(divisor))]
@@ -603,22 +695,38 @@ class VirtualBoard:
         self._stats_seq = 0
         self.exit_stats = None
         self.returncode = None
-        with open(self.log_path, "wb") as log:
-            # stdin is a pipe that only we hold: when this process dies, the board sees
-            # end-of-file and exits. stderr goes to a file, which never fills up and blocks it.
-            try:
-                self._process = subprocess.Popen(
-                    [str(self.executable), *self.args],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=log,
-                    close_fds=True,
-                )
-            except OSError as exc:
-                raise VirtualBoardError(
-                    f"cannot run virtual board {self.executable}: {exc}"
-                ) from exc
-        self._finalizer = weakref.finalize(self, _reap, self._process)
+        args, pass_fds, child_ends = list(self.args), (), ()
+        if self._lockstep_wanted:
+            notice_r, notice_w = os.pipe()
+            go_r, go_w = os.pipe()
+            self._lockstep = Lockstep(notice_r, go_w)
+            args += ["--lockstep", f"{notice_w},{go_r}"]
+            pass_fds = child_ends = (notice_w, go_r)
+        try:
+            with open(self.log_path, "wb") as log:
+                # stdin is a pipe that only we hold: when this process dies, the board sees
+                # end-of-file and exits. stderr goes to a file, which never fills up and blocks
+                # it.
+                try:
+                    self._process = subprocess.Popen(
+                        [str(self.executable), *args],
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        stderr=log,
+                        close_fds=True,
+                        pass_fds=pass_fds,
+                    )
+                except OSError as exc:
+                    raise VirtualBoardError(
+                        f"cannot run virtual board {self.executable}: {exc}"
+                    ) from exc
+        except BaseException:
+            self._close_lockstep()
+            raise
+        finally:
+            for fd in child_ends:   # the board's ends of the lockstep pipes are its own now
+                os.close(fd)
+        self._finalizer = weakref.finalize(self, _reap, self._process, self._lockstep)
         try:
             self._port = self._read_port()
         except BaseException:
@@ -662,8 +770,14 @@ class VirtualBoard:
             )
         return match.group(1)
 
+    def _close_lockstep(self) -> None:
+        if self._lockstep is not None:
+            self._lockstep.close()
+            self._lockstep = None
+
     def _kill(self) -> None:
         # A start that failed: the process is useless, whatever state it is in.
+        self._close_lockstep()
         process, self._process = self._process, None
         if process is None:
             return
@@ -699,6 +813,9 @@ class VirtualBoard:
             return self.exit_stats
         self._process = None
         died_by_itself = process.poll() is not None
+        # A board waiting for the host in lockstep still ends on SIGTERM; closing the pipes
+        # first also lets it run out its last cycles freely.
+        self._close_lockstep()
         killed = False
         if not died_by_itself:
             process.send_signal(signal.SIGTERM)
@@ -755,6 +872,12 @@ class VirtualBoard:
     def pid(self) -> int | None:
         """Process id of the board, or ``None`` when it is not started."""
         return None if self._process is None else self._process.pid
+
+    @property
+    def lockstep(self) -> Lockstep | None:
+        """The lockstep handshake of a running board started with ``lockstep=True``, else
+        ``None``."""
+        return self._lockstep if self._process is not None else None
 
     @property
     def port(self) -> str:

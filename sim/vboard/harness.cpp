@@ -21,6 +21,14 @@
 //   * stdin: watched for end-of-file. A parent that starts us with a pipe on stdin and dies
 //     closes it, and we exit instead of running forever (disable with --no-stdin-watch).
 //   * SIGTERM, SIGINT, SIGHUP: exit cleanly (stats printed, exit code 0); so does $finish.
+//   * --lockstep NOTICE_FD,GO_FD (optional): two pipes that stop the clock while the host
+//     reacts, so cycle counts do not depend on the host's speed. Whenever we have handed bytes
+//     to the pty, we write their count (u64, native byte order) to NOTICE_FD and wait, the
+//     clock stopped, until the host writes to GO_FD the total of bytes it has ever written to
+//     the pty (u64): it does so once it has read those bytes, reacted to them and has nothing
+//     left to do. We then read the pty until we have that many bytes from the host (its
+//     reaction, so it reaches the design at the cycle the host saw our bytes) and run on.
+//     Signals are served while we wait; end-of-file or an error on either pipe ends lockstep.
 //
 // Pseudo-terminal semantics handled here:
 //   * The slave side is set raw (cfmakeraw) before the path is printed: otherwise the default
@@ -41,12 +49,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/ioctl.h>
 #include <termios.h>
 #include <unistd.h>
@@ -84,6 +94,8 @@ struct Options {
     double stats_interval = 0;      // seconds; 0: off
     std::string pty_file;
     bool watch_stdin = true;
+    int notice_fd = -1;  // --lockstep: -1 when off
+    int go_fd = -1;
 };
 
 void usage(const char* argv0) {
@@ -100,6 +112,8 @@ void usage(const char* argv0) {
         "  --stats-interval S  print a stats line on stderr every S seconds of wall time\n"
         "  --pty-file PATH     also write the pty path to PATH (atomically)\n"
         "  --no-stdin-watch    do not exit when stdin reaches end-of-file\n"
+        "  --lockstep N,G      stop the clock after handing bytes to the host until it says\n"
+        "                      go: the byte count goes to fd N, the go comes from fd G\n"
         "SIGUSR1 prints a stats line; SIGTERM/SIGINT/SIGHUP exit cleanly.\n",
         argv0, (unsigned)VBOARD_DEFAULT_DIVISOR);
 }
@@ -161,6 +175,18 @@ bool parse_options(int argc, char** argv, Options& o) {
             o.pty_file = argv[++i];
         } else if (arg == "--no-stdin-watch") {
             o.watch_stdin = false;
+        } else if (arg == "--lockstep") {
+            int notice = -1, go = -1;
+            char tail = 0;
+            if (i + 1 >= argc ||
+                std::sscanf(argv[i + 1], "%d,%d%c", &notice, &go, &tail) != 2 || notice < 0 ||
+                go < 0 || fcntl(notice, F_GETFD) < 0 || fcntl(go, F_GETFD) < 0) {
+                std::fprintf(stderr, "vboard: --lockstep needs two open file descriptors N,G\n");
+                return false;
+            }
+            ++i;
+            o.notice_fd = notice;
+            o.go_fd = go;
         } else if (arg == "--help" || arg == "-h") {
             usage(argv[0]);
             std::exit(0);
@@ -317,6 +343,9 @@ class Board {
     void write_master();
     void check_stdin(short revents);
     void print_stats(const char* what);
+    void serve_signals();
+    void lockstep_wait();
+    void end_lockstep(const char* why);
 
     const Options& o_;
     VerilatedContext* ctx_;
@@ -343,6 +372,9 @@ class Board {
     ByteQueue out_;
 
     uint64_t bytes_in_ = 0, bytes_out_ = 0, framing_errors_ = 0, glitches_ = 0;
+    // Bytes read from and written to the pty, for --lockstep.
+    uint64_t from_host_ = 0, to_host_ = 0, to_host_seen_ = 0;
+    bool lockstep_ = false;
     uint64_t host_flushes_ = 0, stats_seq_ = 0;
     size_t peak_pending_ = 0;
     bool warned_pending_ = false;
@@ -360,6 +392,7 @@ void Board::read_master() {
         if (buffer[0] == TIOCPKT_DATA) {
             if (n > 1) {
                 rx_queue_.push(buffer + 1, (size_t)n - 1);
+                from_host_ += (uint64_t)n - 1;
                 last_activity_ = cycles_;
             }
             continue;
@@ -380,6 +413,7 @@ void Board::write_master() {
         ssize_t n = write(master_, out_.front(), out_.size());
         if (n > 0) {
             out_.consume((size_t)n);
+            to_host_ += (uint64_t)n;
             continue;
         }
         if (n < 0 && errno == EINTR) continue;
@@ -414,8 +448,80 @@ void Board::print_stats(const char* what) {
     std::fflush(stderr);
 }
 
+void Board::serve_signals() {
+    if (g_stop_signal) exit_reason_ = "signal";
+    if (g_stats_requested) {
+        g_stats_requested = 0;
+        char what[48];
+        std::snprintf(what, sizeof what, "stats seq=%llu", (unsigned long long)++stats_seq_);
+        print_stats(what);
+    }
+}
+
+void Board::end_lockstep(const char* why) {
+    if (lockstep_)
+        std::fprintf(stderr, "vboard: lockstep ends at cycle %llu: %s\n",
+                     (unsigned long long)cycles_, why);
+    lockstep_ = false;
+}
+
+// --lockstep: the bytes handed to the host since the last wait are on their way; stop the
+// clock until the host has reacted (see the header comment).
+void Board::lockstep_wait() {
+    uint64_t notice = to_host_ - to_host_seen_;
+    to_host_seen_ = to_host_;
+    ssize_t n;
+    do n = write(o_.notice_fd, &notice, sizeof notice);
+    while (n < 0 && errno == EINTR);
+    if (n != (ssize_t)sizeof notice) return end_lockstep("the notice pipe is closed");
+
+    // Signals stay blocked except inside ppoll(), so none can slip in between serving them and
+    // going to sleep: a stats request while we wait is answered at once, at this cycle.
+    sigset_t blocked, old;
+    sigemptyset(&blocked);
+    for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&blocked, sig);
+    sigprocmask(SIG_BLOCK, &blocked, &old);
+    uint64_t go = 0;
+    size_t got = 0;
+    while (lockstep_ && got < sizeof go) {
+        serve_signals();
+        if (exit_reason_) break;
+        pollfd fd = {o_.go_fd, POLLIN, 0};
+        const int ready = ppoll(&fd, 1, nullptr, &old);
+        if (ready < 0 && errno != EINTR) {
+            end_lockstep("cannot wait on the go pipe");
+            break;
+        }
+        if (ready <= 0) continue;  // EINTR: a signal to serve
+        n = read(o_.go_fd, reinterpret_cast<char*>(&go) + got, sizeof go - got);
+        if (n > 0)
+            got += (size_t)n;
+        else if (n == 0 || errno != EINTR)
+            end_lockstep("the go pipe is closed");
+    }
+    sigprocmask(SIG_SETMASK, &old, nullptr);
+    if (!lockstep_ || got < sizeof go) return;
+
+    // The host's reaction: everything it wrote before it said go. The kernel may still be
+    // moving it through the pty; it is there within microseconds.
+    const double deadline = now_seconds() + 2.0;
+    while (from_host_ < go && !g_stop_signal) {
+        pollfd fd = {master_, POLLIN, 0};
+        poll(&fd, 1, 10);
+        if (fd.revents & POLLIN) read_master();
+        if (now_seconds() > deadline) {
+            // The host flushed its output, or counts differently: take its word for it, so
+            // later waits do not stall too.
+            std::fprintf(stderr, "vboard: lockstep: %llu of the host's %llu bytes arrived\n",
+                         (unsigned long long)from_host_, (unsigned long long)go);
+            from_host_ = go;
+        }
+    }
+}
+
 int Board::run() {
     start_time_ = now_seconds();
+    lockstep_ = o_.notice_fd >= 0;
     next_stats_ = o_.stats_interval > 0 ? start_time_ + o_.stats_interval : 0;
 
     // Reset: rst high for a few cycles with the receive line idle.
@@ -446,6 +552,7 @@ int Board::run() {
 
         poll_now_ = false;
         if (!out_.empty()) write_master();
+        if (lockstep_ && to_host_ != to_host_seen_) lockstep_wait();
 
         // Idle for long (both lines quiet, nothing queued): block in poll() for a while so an
         // idle board does not burn a core; a byte from the host wakes us at once.
@@ -463,15 +570,8 @@ int Board::run() {
         if (o_.watch_stdin) check_stdin(fds[1].revents);
         if (rx_bit_ < 0 && !rx_queue_.empty()) load_frame();
 
-        if (g_stop_signal) exit_reason_ = "signal";
+        serve_signals();
         if (ctx_->gotFinish()) exit_reason_ = "finish";  // the design called $finish
-        if (g_stats_requested) {
-            g_stats_requested = 0;
-            char what[48];
-            std::snprintf(what, sizeof what, "stats seq=%llu",
-                          (unsigned long long)++stats_seq_);
-            print_stats(what);
-        }
         if (next_stats_ > 0) {
             double now = now_seconds();
             if (now >= next_stats_) {
