@@ -37,7 +37,7 @@ from ..config import (LEAK_OFF, REGISTERS, STREAM_LTD, STREAM_LTP, CoreConfig)
 from .datapath import (NeuronUpdate, SynapseUpdate, bump, current_bits, decay,
                        feature_value_ok, low_mask, lt_const)
 from .layouts import NeuronParams, Registers, SynapseWord, register_field
-from .rng import HashPipeline
+from .rng import HashHalves, HashPipeline
 from .synmem import MEMORY_KINDS, SynapseBank
 
 __all__ = ["Core", "Op", "Space", "Kind", "Status", "Command", "Response", "ADDRESS_BITS"]
@@ -412,14 +412,25 @@ class Core(wiring.Component):
 
         # ---- Random numbers ------------------------------------------------------------------
         key = Signal(32)
+        slot = Signal()                 # SPRAM: 0 = read slot, 1 = write slot
+        m.d.sync += slot.eq(~slot)
         # With one bank (and a power-of-two neuron count) a synapse's bank address is the
         # concatenation (neuron, source) in both kinds of walk, which is all its draw depends
         # on; so the draw is computed from stage 1's tag and registered inside SynapseUpdate,
         # and the hash needs no input multiplexer and no output register of its own.
         draw_from_tag = B == 1 and NB & (NB - 1) == 0
+        # A single-ported bank's learning walk needs a draw every other cycle at most: with
+        # four rounds a stage, one set of four rounds serves both passes (odd cycles: the first
+        # four, of stage 1's tag; even cycles: the last four, for stage 2).
+        halves = draw_from_tag and spram and self._hash_rounds_per_stage == 4
         hashes = []
         for lane in range(B):
-            h = HashPipeline(self._hash_rounds_per_stage, registered_output=not draw_from_tag)
+            if halves:
+                h = HashHalves()
+                m.d.comb += h.first.eq(slot)
+            else:
+                h = HashPipeline(self._hash_rounds_per_stage,
+                                 registered_output=not draw_from_tag)
             m.submodules[f"hash{lane}"] = h
             hashes.append(h)
         LH = hashes[0].latency + draw_from_tag
@@ -566,8 +577,6 @@ class Core(wiring.Component):
         best_margin = Signal(signed(19))
         best_j = Signal(range(max(N, 2)))
         tick_cycles = Signal(32)
-        slot = Signal()                 # SPRAM: 0 = read slot, 1 = write slot
-        m.d.sync += slot.eq(~slot)
 
 
         # Phase C's neuron update; its inputs are the neuron read in the previous cycle, in
@@ -801,14 +810,17 @@ class Core(wiring.Component):
                 m.next = "IDLE"
 
             # -- Tick: the key of this tick, H(H(t) ^ SEED) -------------------------------------
-            # The input is held for LH cycles, after which the output is its hash.
+            # The input is held for LH cycles (or until the next even cycle after them), after
+            # which the output is its hash.
             # SEED is read from the registers' copy (it is used nowhere else), so it needs no
             # flip-flops of its own.
             seed_copy = Cat(Const(_register_address("SEED"), 5), Const(1, 1))
+            # Two passes through half the rounds give the hash on an even cycle.
+            key_ready = (sweep >= LH) & (~slot if halves else Const(1))
             with m.State("KEY1"):
                 m.d.comb += [self.busy.eq(1), keyhash.x.eq(t), counter_r.addr.eq(seed_copy)]
                 m.d.sync += sweep.eq(sweep + 1)
-                with m.If(sweep == LH):
+                with m.If(key_ready):
                     m.d.sync += [key.eq(keyhash.y), sweep.eq(0)]   # H(t), for now
                     m.next = "KEY2"
 
@@ -816,7 +828,7 @@ class Core(wiring.Component):
                 m.d.comb += [self.busy.eq(1), keyhash.x.eq(key ^ counter_r.data),
                              counter_r.addr.eq(seed_copy)]
                 m.d.sync += sweep.eq(sweep + 1)
-                with m.If(sweep == LH):
+                with m.If(key_ready):
                     m.d.sync += [key.eq(keyhash.y), sweep.eq(0), pre_count.eq(0),
                                  x_count.eq(0), sweep1_valid.eq(0)]
                     m.next = "A"

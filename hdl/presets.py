@@ -96,7 +96,7 @@ class CorePreset:
 UP5K = CorePreset(
     name="up5k", device="iCE40UP5K", family="ice40",
     config=CoreConfig(n_inputs=128, n_neurons=256, n_recurrent=128),
-    banks=1, memory="spram", hash_rounds_per_stage=8, instrument=False,
+    banks=1, memory="spram", hash_rounds_per_stage=4, instrument=False,
     trace_list=False, paced=False, wta=False, adaptive_threshold=False,
 )
 

@@ -4,13 +4,13 @@ The permutation ``H`` of ``docs/core-model.md`` (section 3.2): eight Speck32-sty
 add-rotate-xor rounds with the round index as key. It needs no multiplier.
 """
 
-from amaranth import Cat, Module, Signal, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import HASH_ROT_HI, HASH_ROT_LO, HASH_ROUNDS
 
-__all__ = ["hash_rounds", "HashPipeline"]
+__all__ = ["hash_rounds", "HashPipeline", "HashHalves"]
 
 
 def hash_rounds(hi, lo, first: int, count: int, m=None):
@@ -87,5 +87,52 @@ class HashPipeline(wiring.Component):
             hi = Signal(unsigned(16), name=f"hi{stage}")
             lo = Signal(unsigned(16), name=f"lo{stage}")
             m.d.sync += [hi.eq(next_hi), lo.eq(next_lo)]
+        m.d.comb += self.y.eq(Cat(lo, hi))
+        return m
+
+
+class HashHalves(wiring.Component):
+    """``y = H(x)`` in two passes through one unit of half the rounds, for a user that needs a
+    value at most every other cycle (a single-ported synapse bank's learning walk).
+
+    Contract
+    --------
+    In a cycle with ``first`` high, rounds 0 to 3 of ``x`` are computed and registered; in a
+    cycle with ``first`` low, rounds 4 to 7 of that register appear on ``y``
+    (combinationally). So ``y`` is ``H(x)`` in a cycle with ``first`` low if the cycle before
+    had ``first`` high and this ``x``: a latency of 1, with ``first`` alternating. Each cycle's
+    path is four rounds, against eight for :class:`HashPipeline` with
+    ``rounds_per_stage = 8``, and there is one set of four rounds. The register resets to 0.
+
+    Members
+    -------
+    x : In(32)
+    first : In(1)
+    y : Out(32)
+    """
+
+    x: In(32)
+    first: In(1)
+    y: Out(32)
+
+    latency = 1
+
+    def elaborate(self, platform):
+        m = Module()
+        half = HASH_ROUNDS // 2
+        assert half == 4, "the round index of the second pass is the first's with bit 2 set"
+        held = Signal(32)
+        source = Signal(32)
+        m.d.comb += source.eq(Mux(self.first, self.x, held))
+        hi, lo = source[16:], source[:16]
+        for k in range(half):
+            index = Cat(Const(k, 2), ~self.first)         # k, or k + 4 in the second pass
+            hi_next = Signal(unsigned(16), name=f"pass_round{k}_hi")
+            m.d.comb += hi_next.eq((hi.rotate_right(HASH_ROT_HI) + lo)[:16] ^ index)
+            lo_next = Signal(unsigned(16), name=f"pass_round{k}_lo")
+            m.d.comb += lo_next.eq(lo.rotate_left(HASH_ROT_LO) ^ hi_next)
+            hi, lo = hi_next, lo_next
+        with m.If(self.first):
+            m.d.sync += held.eq(Cat(lo, hi))
         m.d.comb += self.y.eq(Cat(lo, hi))
         return m

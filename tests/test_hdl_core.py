@@ -182,15 +182,18 @@ def without_wta_and_adaptive_threshold(image):
     return image.validate()
 
 
-@pytest.mark.parametrize("seed, memory", [(10, "spram"), (11, "bram")])
-def test_reduced_core_matches_model(seed, memory):
+@pytest.mark.parametrize("seed, memory, rounds", [(10, "spram", 4), (11, "bram", 8),
+                                                  (12, "spram", 8)])
+def test_reduced_core_matches_model(seed, memory, rounds):
     """The UP5K preset's options: no trace list (column walks visit every source group), no
-    winner-take-all pool, no adaptive threshold; exact on images that use neither."""
+    winner-take-all pool, no adaptive threshold; exact on images that use neither. With one
+    single-ported bank and four rounds a stage the draws come from two passes through four
+    rounds (HashHalves), as on the UP5K."""
     image = without_wta_and_adaptive_threshold(random_image(seed, (6, 4, 2), ticks=12))
     spikes, learn = random_stimulus(seed, image.config.n_inputs, ticks=12)
     assert learn.any() and spikes.any()
     assert run_core(image, spikes, learn, banks=1, memory=memory, trace_list=False, wta=False,
-                    adaptive_threshold=False) == []
+                    adaptive_threshold=False, hash_rounds_per_stage=rounds) == []
 
 
 def test_reduced_core_refuses_what_it_lacks():
