@@ -20,7 +20,8 @@ A walk step goes down one pipeline: read (bank, lane memories, and a draw from t
 pipeline), add the weight to ``I`` (row walks), :class:`~.datapath.SynapseUpdate`, write back.
 A column walk visits only the groups of ``B`` sources with a nonzero presynaptic trace, which
 phase A lists, since potentiation needs ``x > 0``: with sparse activity phase D costs a few
-steps per spike instead of ``n_sources / B``. Within a walk every address is distinct and walks
+steps per spike instead of ``n_sources / B`` (a core built with ``trace_list=False`` keeps no
+list and visits every group). Within a walk every address is distinct and walks
 of one phase touch disjoint words, so the
 pipeline issues back to back; it drains between phases. With block RAM (separate read and
 write ports) a step issues every cycle; with single-ported SPRAM a learning walk issues every
@@ -33,10 +34,10 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..config import (LEAK_OFF, REGISTERS, STREAM_LTD, STREAM_LTP, CoreConfig)
-from .datapath import (NeuronUpdate, SynapseUpdate, bump, current_bits, decay, low_mask,
-                       lt_const)
+from .datapath import (NeuronUpdate, SynapseUpdate, bump, current_bits, decay,
+                       feature_value_ok, low_mask, lt_const)
 from .layouts import NeuronParams, Registers, SynapseWord, register_field
-from .rng import HashPipeline
+from .rng import HashHalves, HashPipeline
 from .synmem import MEMORY_KINDS, SynapseBank
 
 __all__ = ["Core", "Op", "Space", "Kind", "Status", "Command", "Response", "ADDRESS_BITS"]
@@ -74,9 +75,10 @@ class Kind(enum.Enum, shape=2):
 class Status(enum.IntEnum):
     """Addresses of the STATUS space.
 
-    ``BANK_ACCESSES`` and ``WALK_CYCLES`` measure how busy the synapse ports are, for benchmarks;
-    they exist only in a core built with ``instrument=True`` and read 0 otherwise (a write of
-    ``CLEAR`` clears them either way).
+    ``LAST_TICK_CYCLES``, ``TICK_CYCLES``, ``BANK_ACCESSES`` and ``WALK_CYCLES`` measure how long
+    ticks take and how busy the synapse ports are, for benchmarks; they count only in a core
+    built with ``instrument=True`` and read 0 otherwise (a write of ``CLEAR`` clears them either
+    way).
     """
     T = 0                  #: tick counter (read/write)
     CLEAR = 1              #: write: clear the counters below; read: ticks run
@@ -85,8 +87,9 @@ class Status(enum.IntEnum):
     POST_SPIKES = 4
     LTD_WRITES = 5
     LTP_WRITES = 6
-    LAST_TICK_CYCLES = 7   #: clock cycles the last tick took, command to TICK_DONE
-    TICK_CYCLES = 8        #: clock cycles of all ticks
+    LAST_TICK_CYCLES = 7   #: clock cycles the last tick took, command to TICK_DONE (0 unless
+    #: instrumented)
+    TICK_CYCLES = 8        #: clock cycles of all ticks (0 unless instrumented)
     BANK_ACCESSES = 9      #: synapse-bank reads plus writes during walks (0 unless instrumented)
     WALK_CYCLES = 10       #: cycles in which a walk was issuing or in flight (0 unless
     #: instrumented)
@@ -105,6 +108,10 @@ _COUNTERS = (Status.CLEAR, Status.PRE_EVENTS, Status.SYNAPTIC_OPS, Status.POST_S
              Status.BANK_ACCESSES, Status.WALK_CYCLES)
 
 _INSTRUMENT_COUNTERS = (Status.BANK_ACCESSES, Status.WALK_CYCLES)
+
+#: Where the copy of the registers starts in the counters memory.
+_REG_COPY = 32
+assert len(REGISTERS) <= _REG_COPY and [r.address for r in REGISTERS] == list(range(len(REGISTERS)))
 
 
 
@@ -170,6 +177,10 @@ def register_value_ok(m, address, value):
     return ok
 
 
+def _register_address(name):
+    return next(r.address for r in REGISTERS if r.name == name)
+
+
 def _join(high, scale, low):
     """``high * scale + low`` for ``0 <= low < scale``: a concatenation when ``scale`` is a power
     of two (no adder), else the arithmetic."""
@@ -215,6 +226,20 @@ class Core(wiring.Component):
     instrument : bool
         Build the benchmark counters ``BANK_ACCESSES`` and ``WALK_CYCLES`` (see
         :class:`Status`); without them they read 0.
+    trace_list : bool
+        List, in phase A, the groups of sources with a nonzero presynaptic trace, so that a
+        column walk (phase D) visits only those. Without the list a column walk visits every
+        group: the same results, more cycles per tick when few sources are active, less logic.
+    wta, adaptive_threshold : bool
+        Build the winner-take-all pool and the adaptive threshold. A core built without one
+        behaves as the model does for images that do not use it (no neuron with ``wta`` set;
+        ``th_plus`` and ``th`` zero everywhere), and with ``validate`` refuses writes that would
+        use it (see :func:`~.datapath.feature_value_ok`).
+    validate : bool
+        Check every command's address, space and register value and answer a bad one with
+        ``ERROR`` (the contract above). ``False`` leaves the checks out, for a core behind
+        :class:`~.engine.CommandEngine`, which refuses bad commands before they reach the core:
+        a bad command then has undefined effects.
 
     Members
     -------
@@ -225,7 +250,9 @@ class Core(wiring.Component):
     """
 
     def __init__(self, config: CoreConfig, *, banks: int = 4, memory: str = "bram",
-                 hash_rounds_per_stage: int = 2, instrument: bool = True):
+                 hash_rounds_per_stage: int = 2, instrument: bool = True,
+                 trace_list: bool = True, wta: bool = True, adaptive_threshold: bool = True,
+                 validate: bool = True):
         if not isinstance(config, CoreConfig):
             raise TypeError(f"config must be a CoreConfig, not {config!r}")
         if banks not in (1, 2, 4, 8, 16):
@@ -243,6 +270,10 @@ class Core(wiring.Component):
                              f"{hash_rounds_per_stage!r}")
         self._hash_rounds_per_stage = hash_rounds_per_stage
         self._instrument = bool(instrument)
+        self._validate = bool(validate)
+        self._trace_list = bool(trace_list)
+        self._wta = bool(wta)
+        self._adaptive_threshold = bool(adaptive_threshold)
         super().__init__({
             "cmd": In(stream.Signature(Command)),
             "rsp": Out(stream.Signature(Response)),
@@ -264,6 +295,22 @@ class Core(wiring.Component):
     @property
     def instrument(self) -> bool:
         return self._instrument
+
+    @property
+    def trace_list(self) -> bool:
+        return self._trace_list
+
+    @property
+    def wta(self) -> bool:
+        return self._wta
+
+    @property
+    def adaptive_threshold(self) -> bool:
+        return self._adaptive_threshold
+
+    @property
+    def validate(self) -> bool:
+        return self._validate
 
     @property
     def bank_depth(self) -> int:
@@ -297,7 +344,13 @@ class Core(wiring.Component):
         # of every tick a fold adds the tick's counts to them (see FOLD).
         counters = {c: Signal(32, name=f"count_{c.name.lower()}") for c in _INSTRUMENT_COUNTERS
                     if self._instrument}
-        m.submodules.counters = counter_mem = Memory(shape=32, depth=16, init=[],
+        # The same memory keeps a copy of the registers, at _REG_COPY + address, from which
+        # READs of the REG space are answered (a memory read instead of a wide multiplexer).
+        counter_init = [0] * (2 * _REG_COPY)
+        counter_init[Status.CONFIG_SIZES] = cfg.n_inputs | (cfg.n_neurons << 16)
+        counter_init[Status.CONFIG_CORE] = cfg.n_recurrent | (B << 16) | (int(spram) << 24)
+        m.submodules.counters = counter_mem = Memory(shape=32, depth=2 * _REG_COPY,
+                                                     init=counter_init,
                                                      attrs=NO_RW_CHECK)
         counter_w = counter_mem.write_port()
         counter_r = registered_read_port(m, counter_mem, "counters")
@@ -359,12 +412,28 @@ class Core(wiring.Component):
 
         # ---- Random numbers ------------------------------------------------------------------
         key = Signal(32)
+        slot = Signal()                 # SPRAM: 0 = read slot, 1 = write slot
+        m.d.sync += slot.eq(~slot)
+        # With one bank (and a power-of-two neuron count) a synapse's bank address is the
+        # concatenation (neuron, source) in both kinds of walk, which is all its draw depends
+        # on; so the draw is computed from stage 1's tag and registered inside SynapseUpdate,
+        # and the hash needs no input multiplexer and no output register of its own.
+        draw_from_tag = B == 1 and NB & (NB - 1) == 0
+        # A single-ported bank's learning walk needs a draw every other cycle at most: with
+        # four rounds a stage, one set of four rounds serves both passes (odd cycles: the first
+        # four, of stage 1's tag; even cycles: the last four, for stage 2).
+        halves = draw_from_tag and spram and self._hash_rounds_per_stage == 4
         hashes = []
         for lane in range(B):
-            h = HashPipeline(self._hash_rounds_per_stage)
+            if halves:
+                h = HashHalves()
+                m.d.comb += h.first.eq(slot)
+            else:
+                h = HashPipeline(self._hash_rounds_per_stage,
+                                 registered_output=not draw_from_tag)
             m.submodules[f"hash{lane}"] = h
             hashes.append(h)
-        LH = hashes[0].latency
+        LH = hashes[0].latency + draw_from_tag
         keyhash = hashes[0]   # idle while the tick key is computed, so it computes it
 
         # ---- The walk pipeline ---------------------------------------------------------------
@@ -396,6 +465,18 @@ class Core(wiring.Component):
         for lane in range(B):
             m.d.comb += [nlane_r[lane].addr.eq(issue.lane_addr),
                          slane_r[lane].addr.eq(issue.lane_addr)]
+            if draw_from_tag:
+                t1 = tags[1]
+                neuron_bits = _log2(NB)
+                neuron = Signal(_INDEX_BITS, name="draw_neuron")
+                source = Signal(_INDEX_BITS, name="draw_source")
+                m.d.comb += [neuron.eq(t1.addr[0][:neuron_bits]),
+                             source.eq(t1.addr[0][neuron_bits:])]
+                # Row walks: (index = neuron, source); column walks: (neuron, index = source).
+                stream = Signal(4, name="draw_stream")
+                m.d.comb += stream.eq(Mux(t1.ltp, STREAM_LTP, STREAM_LTD))
+                m.d.comb += hashes[lane].x.eq(key ^ Cat(neuron, source, stream))
+                continue
             # Row walk: lane handles neuron k*B + lane; column walk: source q*B + lane.
             # Each field is widened to its 14 bits first: Cat packs values at their own widths.
             index = Signal(_INDEX_BITS, name=f"draw_index{lane}")
@@ -496,14 +577,13 @@ class Core(wiring.Component):
         best_margin = Signal(signed(19))
         best_j = Signal(range(max(N, 2)))
         tick_cycles = Signal(32)
-        slot = Signal()                 # SPRAM: 0 = read slot, 1 = write slot
-        m.d.sync += slot.eq(~slot)
 
 
         # Phase C's neuron update; its inputs are the neuron read in the previous cycle, in
         # every state (only phase C writes what it computes). The pool pass does not decay
         # theta again.
-        m.submodules.neuron = nu = NeuronUpdate(current_bits(S))
+        m.submodules.neuron = nu = NeuronUpdate(current_bits(S),
+                                                adaptive_threshold=self._adaptive_threshold)
         pool_pass = Signal()
         nu_lane = (Array(nlane_r)[lane_of(sweep1)].data if B > 1 else nlane_r[0].data)
         m.d.comb += [
@@ -539,8 +619,9 @@ class Core(wiring.Component):
             source = cfg.n_inputs + j
             return (row_of(source) if LB else source)
 
-        with m.If(self.busy):
-            m.d.sync += tick_cycles.eq(tick_cycles + 1)
+        if self._instrument:
+            with m.If(self.busy):
+                m.d.sync += tick_cycles.eq(tick_cycles + 1)
         walking = Signal()
         if self._instrument:
             with m.If(walking | in_flight):
@@ -575,21 +656,30 @@ class Core(wiring.Component):
         m.d.comb += syn_addr.eq(_join(syn_s, NB, syn_j >> LB))
 
         valid_addr = Signal()
-        reg_ok = register_value_ok(m, addr, cmd_reg.data)
-        with m.Switch(cmd_reg.space):
-            with m.Case(Space.REG):
-                m.d.comb += valid_addr.eq(lt_const(addr, len(REGISTERS))
-                                          & ((cmd_reg.op != Op.WRITE) | reg_ok))
-            with m.Case(Space.SYN):
-                m.d.comb += valid_addr.eq(high_zero & lt_const(syn_s, S) & lt_const(syn_j, N))
-            with m.Case(Space.NPARAM, Space.NSTATE):
-                m.d.comb += valid_addr.eq(lt_const(nrn, N))
-            with m.Case(Space.SOURCE):
-                m.d.comb += valid_addr.eq(lt_const(addr, S))
-            with m.Case(Space.STATUS):
-                m.d.comb += valid_addr.eq(Mux(cmd_reg.op == Op.WRITE,
-                                              (addr == Status.T) | (addr == Status.CLEAR),
-                                              addr <= Status.FLAGS))
+        if self._validate:
+            reg_ok = register_value_ok(m, addr, cmd_reg.data)
+            with m.Switch(cmd_reg.space):
+                with m.Case(Space.REG):
+                    m.d.comb += valid_addr.eq(lt_const(addr, len(REGISTERS))
+                                              & ((cmd_reg.op != Op.WRITE) | reg_ok))
+                with m.Case(Space.SYN):
+                    m.d.comb += valid_addr.eq(high_zero & lt_const(syn_s, S)
+                                              & lt_const(syn_j, N))
+                with m.Case(Space.NPARAM, Space.NSTATE):
+                    features_ok = feature_value_ok(
+                        cmd_reg.space == Space.NPARAM, cmd_reg.space == Space.NSTATE, half,
+                        cmd_reg.data, wta=self._wta,
+                        adaptive_threshold=self._adaptive_threshold)
+                    m.d.comb += valid_addr.eq(lt_const(nrn, N)
+                                              & ((cmd_reg.op != Op.WRITE) | features_ok))
+                with m.Case(Space.SOURCE):
+                    m.d.comb += valid_addr.eq(lt_const(addr, S))
+                with m.Case(Space.STATUS):
+                    m.d.comb += valid_addr.eq(Mux(cmd_reg.op == Op.WRITE,
+                                                  (addr == Status.T) | (addr == Status.CLEAR),
+                                                  addr <= Status.FLAGS))
+        else:
+            m.d.comb += valid_addr.eq(1)
 
         def drive_reads_for_command():
             """Point the read ports at the command's target (used by DECODE and CAPTURE)."""
@@ -603,25 +693,15 @@ class Core(wiring.Component):
                              slane_r[lane].addr.eq(row_of(addr) if LB else addr)]
 
         read_value = Signal(32)
-        register_value = Signal(32)
-        with m.Switch(addr):
-            for r in REGISTERS:
-                with m.Case(r.address):
-                    m.d.comb += register_value.eq(getattr(regs, register_field(r.name)))
+        # The STATUS space is the counters memory (T is copied there whenever it changes, the
+        # configuration words are its initial contents), except FLAGS and the benchmark
+        # counters.
         status_value = Signal(32)
+        m.d.comb += status_value.eq(counter_r.data)
         with m.Switch(addr):
-            with m.Case(Status.T):
-                m.d.comb += status_value.eq(t)
-            for c in _COUNTERS:
+            for c in counters:
                 with m.Case(c):
-                    if c in _INSTRUMENT_COUNTERS:
-                        m.d.comb += status_value.eq(counters.get(c, 0))
-                    else:
-                        m.d.comb += status_value.eq(counter_r.data)
-            with m.Case(Status.CONFIG_SIZES):
-                m.d.comb += status_value.eq(cfg.n_inputs | (cfg.n_neurons << 16))
-            with m.Case(Status.CONFIG_CORE):
-                m.d.comb += status_value.eq(cfg.n_recurrent | (B << 16) | (int(spram) << 24))
+                    m.d.comb += status_value.eq(counters[c])
             with m.Case(Status.FLAGS):
                 m.d.comb += status_value.eq(conflict)
         nlane_sel = Array(nlane_r)[lane_of(nrn)].data if B > 1 else nlane_r[0].data
@@ -629,7 +709,7 @@ class Core(wiring.Component):
         bank_sel = Signal(max(LB, 1))
         with m.Switch(cmd_reg.space):
             with m.Case(Space.REG):
-                m.d.comb += read_value.eq(register_value)
+                m.d.comb += read_value.eq(counter_r.data)
             with m.Case(Space.SYN):
                 m.d.comb += read_value.eq(Array(bank.rdata for bank in banks)[syn_bank]
                                           if B > 1 else banks[0].rdata)
@@ -647,11 +727,27 @@ class Core(wiring.Component):
             m.d.sync += [rsp_kind.eq(kind), rsp_data.eq(value)]
 
         # ---- The sequencer ---------------------------------------------------------------------
-        fold = Signal(range(16), init=Status.CLEAR)
+        # After reset the zeroing fold starts one step early: it zeroes T's copy too (and
+        # address 15, which nothing uses).
+        fold = Signal(range(16), init=Status.T)
         fold_zero = Signal(init=1)
-        m.d.comb += counter_r.addr.eq(addr[:4])
-        # Reset zeroes the counters first.
-        with m.FSM(name="sequencer", init="FOLD"):
+        m.d.comb += counter_r.addr.eq(Mux(cmd_reg.space == Space.REG,
+                                          Cat(addr[:5], Const(1, 1)), addr[:4]))
+        reg_init = Signal(range(len(REGISTERS)))
+        # Reset writes the registers' defaults to their copy, then zeroes the counters.
+        with m.FSM(name="sequencer", init="INIT_REGS"):
+            with m.State("INIT_REGS"):
+                default = Signal(32)
+                with m.Switch(reg_init):
+                    for r in REGISTERS:
+                        with m.Case(r.address):
+                            m.d.comb += default.eq(r.default)
+                m.d.comb += [counter_w.addr.eq(Cat(reg_init, Const(1, 1))),
+                             counter_w.data.eq(default), counter_w.en.eq(1)]
+                m.d.sync += reg_init.eq(reg_init + 1)
+                with m.If(reg_init == len(REGISTERS) - 1):
+                    m.next = "FOLD"
+
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
@@ -666,7 +762,7 @@ class Core(wiring.Component):
                                  pre_tick.eq(0), ltd_tick.eq(0), ltp_tick.eq(0)]
                     m.next = "KEY1"
                 with m.Elif(cmd_reg.op == Op.SPIKE):
-                    with m.If(high_zero & lt_const(addr, cfg.n_inputs)):
+                    with m.If(high_zero & lt_const(addr, cfg.n_inputs) | Const(not self._validate)):
                         m.next = "SPIKE_WRITE"
                     with m.Else():
                         respond(Kind.ERROR, addr)
@@ -677,7 +773,7 @@ class Core(wiring.Component):
                 with m.Elif(cmd_reg.op == Op.READ):
                     m.next = "CAPTURE"
                 with m.Else():
-                    self._write(m, cmd_reg, regs, t, counters, banks, syn_bank, syn_addr,
+                    self._write(m, cmd_reg, regs, t, counters, counter_w, banks, syn_bank, syn_addr,
                                 nparam_w, nstate_w, nlane_w, slane_w, nlane_r, B, LB, lane_of,
                                 row_of)
                     with m.If((cmd_reg.space == Space.STATUS) & (addr != Status.T)):
@@ -694,6 +790,9 @@ class Core(wiring.Component):
 
             with m.State("RESPOND"):
                 m.d.comb += [self.busy.eq(1), self.rsp.valid.eq(1)]
+                # Keep the copy of T current (after a tick, T has just been incremented).
+                m.d.comb += [counter_w.addr.eq(Status.T), counter_w.data.eq(t),
+                             counter_w.en.eq(1)]
                 with m.If(self.rsp.ready):
                     m.next = "IDLE"
 
@@ -711,18 +810,25 @@ class Core(wiring.Component):
                 m.next = "IDLE"
 
             # -- Tick: the key of this tick, H(H(t) ^ SEED) -------------------------------------
-            # The input is held for LH cycles, after which the output is its hash.
+            # The input is held for LH cycles (or until the next even cycle after them), after
+            # which the output is its hash.
+            # SEED is read from the registers' copy (it is used nowhere else), so it needs no
+            # flip-flops of its own.
+            seed_copy = Cat(Const(_register_address("SEED"), 5), Const(1, 1))
+            # Two passes through half the rounds give the hash on an even cycle.
+            key_ready = (sweep >= LH) & (~slot if halves else Const(1))
             with m.State("KEY1"):
-                m.d.comb += [self.busy.eq(1), keyhash.x.eq(t)]
+                m.d.comb += [self.busy.eq(1), keyhash.x.eq(t), counter_r.addr.eq(seed_copy)]
                 m.d.sync += sweep.eq(sweep + 1)
-                with m.If(sweep == LH):
+                with m.If(key_ready):
                     m.d.sync += [key.eq(keyhash.y), sweep.eq(0)]   # H(t), for now
                     m.next = "KEY2"
 
             with m.State("KEY2"):
-                m.d.comb += [self.busy.eq(1), keyhash.x.eq(key ^ regs.seed)]
+                m.d.comb += [self.busy.eq(1), keyhash.x.eq(key ^ counter_r.data),
+                             counter_r.addr.eq(seed_copy)]
                 m.d.sync += sweep.eq(sweep + 1)
-                with m.If(sweep == LH):
+                with m.If(key_ready):
                     m.d.sync += [key.eq(keyhash.y), sweep.eq(0), pre_count.eq(0),
                                  x_count.eq(0), sweep1_valid.eq(0)]
                     m.next = "A"
@@ -757,9 +863,10 @@ class Core(wiring.Component):
                                 slane_w[lane].en.eq(1),
                             ]
                         with m.If(Cat(live).any()):
-                            m.d.comb += [xlist_w.addr.eq(x_count), xlist_w.data.eq(sweep1),
-                                         xlist_w.en.eq(1)]
-                            m.d.sync += x_count.eq(x_count + 1)
+                            if self._trace_list:
+                                m.d.comb += [xlist_w.addr.eq(x_count),
+                                             xlist_w.data.eq(sweep1), xlist_w.en.eq(1)]
+                                m.d.sync += x_count.eq(x_count + 1)
                         with m.If(pending.any()):
                             m.d.comb += [
                                 prelist_w.addr.eq(pre_count),
@@ -845,7 +952,7 @@ class Core(wiring.Component):
                 self._read_neuron(m, sweep, nparam_r, nstate_r, nlane_r, slane_r, B, LB,
                                   lane_of, row_of, source_address)
                 j = sweep1
-                pool = params.wta
+                pool = params.wta if self._wta else Const(0)
                 winner = j == best_j
                 fire = Mux(pool_pass, pool & winner, nu.candidate & ~pool)
                 with m.If(sweep1_valid & (~pool_pass | pool)):
@@ -882,7 +989,8 @@ class Core(wiring.Component):
             # -- Phase D: one column walk per spike -------------------------------------------------
             with m.State("D_FETCH"):
                 m.d.comb += [self.busy.eq(1), spikelist_r.addr.eq(spike_index)]
-                with m.If((spike_index == spike_count) | ~(learn & regs.ltp_en) | (x_count == 0)):
+                nothing_listed = (x_count == 0) if self._trace_list else Const(0)
+                with m.If((spike_index == spike_count) | ~(learn & regs.ltp_en) | nothing_listed):
                     m.next = "D_DRAIN"
                 with m.Else():
                     m.d.sync += [spike_index.eq(spike_index + 1), x_index.eq(0)]
@@ -895,7 +1003,9 @@ class Core(wiring.Component):
 
             # The walk visits only the listed groups; the list is read one step ahead.
             with m.State("D_WALK"):
-                m.d.comb += [self.busy.eq(1), walking.eq(1), step.eq(xlist_r.data)]
+                # Without the list every group is visited (those with x = 0 change nothing).
+                m.d.comb += [self.busy.eq(1), walking.eq(1),
+                             step.eq(xlist_r.data if self._trace_list else x_index)]
                 rot = lane_of(walk_j)
                 may_issue = ~slot if spram else Const(1)
                 with m.If(may_issue):
@@ -909,7 +1019,7 @@ class Core(wiring.Component):
                         m.d.comb += issue.addr[b].eq(_join(_join(step, B, lane), NB,
                                                            walk_j >> LB))
                     m.d.sync += x_index.eq(x_index + 1)
-                    with m.If(x_index == x_count - 1):
+                    with m.If(x_index == ((x_count - 1) if self._trace_list else SB - 1)):
                         m.next = "D_FETCH"
 
             with m.State("D_DRAIN"):
@@ -960,10 +1070,11 @@ class Core(wiring.Component):
                         m.d.comb += delta.eq(ltd_tick)
                     with m.Case(Status.LTP_WRITES):
                         m.d.comb += delta.eq(ltp_tick)
-                    with m.Case(Status.LAST_TICK_CYCLES):
-                        m.d.comb += delta.eq(tick_cycles + 2)
-                    with m.Case(Status.TICK_CYCLES):
-                        m.d.comb += delta.eq(tick_cycles + 1)
+                    if self._instrument:
+                        with m.Case(Status.LAST_TICK_CYCLES):
+                            m.d.comb += delta.eq(tick_cycles + 2)
+                        with m.Case(Status.TICK_CYCLES):
+                            m.d.comb += delta.eq(tick_cycles + 1)
                 base = Mux(written == Status.LAST_TICK_CYCLES, 0, counter_r.data)
                 with m.If(fold != Status.CLEAR):
                     m.d.comb += [counter_w.addr.eq(written), counter_w.en.eq(1),
@@ -992,7 +1103,7 @@ class Core(wiring.Component):
             m.d.comb += [nlane_r[lane].addr.eq(row_of(j) if LB else j),
                          slane_r[lane].addr.eq(source_address(j))]
 
-    def _write(self, m, cmd_reg, regs, t, counters, banks, syn_bank, syn_addr, nparam_w,
+    def _write(self, m, cmd_reg, regs, t, counters, counter_w, banks, syn_bank, syn_addr, nparam_w,
                nstate_w, nlane_w, slane_w, nlane_r, B, LB, lane_of, row_of):
         addr, value = cmd_reg.addr, cmd_reg.data
         nrn, half = addr[1:], addr[0]
@@ -1002,6 +1113,8 @@ class Core(wiring.Component):
                     for r in REGISTERS:
                         with m.Case(r.address):
                             m.d.sync += getattr(regs, register_field(r.name)).eq(value)
+                m.d.comb += [counter_w.addr.eq(Cat(addr[:5], Const(1, 1))),
+                             counter_w.data.eq(value), counter_w.en.eq(1)]
             with m.Case(Space.SYN):
                 for b, bank in enumerate(banks):
                     with m.If(syn_bank == b):
@@ -1032,6 +1145,8 @@ class Core(wiring.Component):
             with m.Case(Space.STATUS):
                 with m.If(addr == Status.T):
                     m.d.sync += t.eq(value)
+                    m.d.comb += [counter_w.addr.eq(Status.T), counter_w.data.eq(value),
+                                 counter_w.en.eq(1)]
                 with m.Else():
                     for counter in counters.values():
                         m.d.sync += counter.eq(0)

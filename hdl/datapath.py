@@ -14,7 +14,7 @@ from ..config import (COIN_NEVER, COIN_RANDOM_BITS, LEAK_OFF, PLASTICITY_FROZEN,
 from .layouts import NeuronParams, Registers, SynapseWord
 
 __all__ = ["SynapseUpdate", "NeuronUpdate", "CURRENT_BITS", "current_bits", "decay", "bump",
-           "saturate", "ceilsh", "low_mask", "lt_const"]
+           "saturate", "ceilsh", "low_mask", "lt_const", "feature_value_ok"]
 
 #: Width of the signed input-current accumulator of the largest core: 16384 sources of weight
 #: 255 fit. A core sizes its own with :func:`current_bits`.
@@ -127,6 +127,21 @@ def bump(trace, increment, all_to_all):
     """A trace at a spike: set to ``increment``, or incremented and saturated at 255."""
     total = trace + increment
     return Mux(all_to_all, Mux(total[8], TRACE_MAX, total[:8]), increment)
+
+
+def feature_value_ok(space_is_nparam, space_is_nstate, half, value, *, wta: bool,
+                     adaptive_threshold: bool):
+    """Whether a word written to the neuron parameters or state needs only the features a core
+    was built with: ``wta`` clear without the winner-take-all pool, ``th_plus`` and ``th`` zero
+    without the adaptive threshold. ``half`` selects the word of the neuron's 64 bits (see
+    ``Space.NPARAM`` and ``Space.NSTATE`` in :mod:`.core`). Constant 1 when nothing is left out."""
+    ok = Const(1)
+    if not wta:
+        ok = ok & ~(space_is_nparam & ~half & value[15])                 # wta: bit 15
+    if not adaptive_threshold:
+        ok = ok & ~(space_is_nparam & half & (value[24:32] != 0))        # th_plus: bits 56..63
+        ok = ok & ~(space_is_nstate & ~half & (value[16:32] != 0))       # th: bits 16..31
+    return ok
 
 
 class SynapseUpdate(wiring.Component):
@@ -289,6 +304,11 @@ class NeuronUpdate(wiring.Component):
     current_bits : int
         Width of ``current``: enough for the core's sources (:func:`current_bits`); the default
         fits any core.
+    adaptive_threshold : bool
+        Build the adaptive threshold. Without it ``th`` passes through unchanged (``th_rest`` and
+        ``th_fire`` equal ``th``) and the threshold is the base threshold alone: the same
+        results as with it for every neuron with ``th = 0`` and ``th_plus = 0``, which a core
+        built without it requires (see :func:`feature_value_ok`).
 
     Members
     -------
@@ -316,11 +336,12 @@ class NeuronUpdate(wiring.Component):
         by ``th_plus`` when learning.
     """
 
-    def __init__(self, current_bits: int = CURRENT_BITS):
+    def __init__(self, current_bits: int = CURRENT_BITS, *, adaptive_threshold: bool = True):
         if not isinstance(current_bits, int) or not 9 < current_bits <= CURRENT_BITS:
             raise ValueError(f"current_bits must be an int from 10 to {CURRENT_BITS}, not "
                              f"{current_bits!r}")
         self._current_bits = current_bits
+        self._adaptive_threshold = bool(adaptive_threshold)
         super().__init__({
             "params": In(NeuronParams),
             "v": In(signed(16)),
@@ -375,6 +396,16 @@ class NeuronUpdate(wiring.Component):
             self.v_rest.eq(Mux(refractory, leaked, integrated)),
             self.ref_rest.eq(Mux(refractory, self.ref - 1, self.ref)),
         ]
+
+        if not self._adaptive_threshold:
+            margin = Signal(signed(19))
+            m.d.comb += [
+                self.th_rest.eq(self.th), self.th_fire.eq(self.th),
+                margin.eq(self.v_rest - prm.threshold),
+                self.margin.eq(margin), self.candidate.eq(~refractory & ~margin[18]),
+                self.v_fire.eq(prm.reset), self.ref_fire.eq(prm.refractory),
+            ]
+            return m
 
         decays = self.learn & self.decay_now & ~regs.th_decay_shift[4]
         th_decayed = Signal(16)

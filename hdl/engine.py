@@ -14,6 +14,7 @@ from amaranth.lib.wiring import In, Out
 from ..config import REGISTERS, CoreConfig
 from ..protocol import (END_OF_TICK, MAX_BODY, MAX_SPIKES, MAX_WORDS, PROTOCOL_VERSION,
                         Capability, ErrorCode, IdentifyInfo, Opcode, Reply)
+from .datapath import feature_value_ok
 from .core import (NO_RW_CHECK, Command, Kind, Op, Response, Space, Status, register_value_ok,
                    registered_read_port)
 from .datapath import lt_const
@@ -51,18 +52,33 @@ class CommandEngine(wiring.Component):
         Bytes of the receive buffer in front of the decoder (reported by IDENTIFY).
     clock_hz, baud_divisor : int
         Reported by IDENTIFY.
+    paced : bool
+        Build tick pacing (``RUN`` with a period). Without it a ``RUN`` with a nonzero period
+        is refused with ``BAD_VALUE`` (detail: the period).
+    wta, adaptive_threshold : bool
+        Whether the core has these parts (as :class:`~.core.Core`); without one, ``WRITE``s of
+        neuron parameters or state that would use it are refused with ``BAD_VALUE`` (detail: the
+        word's address). All three are reported by IDENTIFY as capabilities.
     """
 
     def __init__(self, config: CoreConfig, *, banks: int, spram: bool, queue_depth: int = 256,
-                 rx_buffer: int = 512, clock_hz: int = 12_000_000, baud_divisor: int = 4):
+                 rx_buffer: int = 512, clock_hz: int = 12_000_000, baud_divisor: int = 4,
+                 paced: bool = True, wta: bool = True, adaptive_threshold: bool = True):
         if queue_depth < MAX_SPIKES or queue_depth & (queue_depth - 1):
             raise ValueError(f"queue_depth must be a power of two of at least {MAX_SPIKES}, "
                              f"not {queue_depth!r}")
         self._config = config
+        self._paced, self._wta = bool(paced), bool(wta)
+        self._adaptive_threshold = bool(adaptive_threshold)
+        capabilities = Capability.SPRAM if spram else Capability(0)
+        for flag, present in ((Capability.PACED, paced), (Capability.WTA, wta),
+                              (Capability.ADAPTIVE_THRESHOLD, adaptive_threshold)):
+            if present:
+                capabilities |= flag
         self._identify = IdentifyInfo(
             version=PROTOCOL_VERSION, n_inputs=config.n_inputs, n_neurons=config.n_neurons,
             n_recurrent=config.n_recurrent, banks=banks,
-            capabilities=int(Capability.PACED | (Capability.SPRAM if spram else 0)),
+            capabilities=int(capabilities),
             queue_depth=queue_depth, rx_buffer=rx_buffer, clock_hz=clock_hz,
             baud_divisor=baud_divisor)
         self._queue_depth = queue_depth
@@ -107,8 +123,9 @@ class CommandEngine(wiring.Component):
         # Cycles until the next tick may start: the period, counted down from the start of the
         # last tick (a tick may start when `since >= period`, `since` counting up from 0).
         wait = Signal(32)
-        with m.If(wait != 0):
-            m.d.sync += wait.eq(wait - 1)
+        if self._paced:
+            with m.If(wait != 0):
+                m.d.sync += wait.eq(wait - 1)
         tick_seq = Signal(8)
 
         # ---- Input queue -----------------------------------------------------------------------
@@ -158,7 +175,7 @@ class CommandEngine(wiring.Component):
 
         ld_conts = ["HEADER_DONE", "READ_SPACE", "READ_ADDR", "READ_COUNT", "WRITE_SPACE",
                     "WRITE_ADDR", "WRITE_CHECK_NEXT", "WRITE_DO", "SPIKES_CHECK", "SPIKES_PUSH",
-                    "RUN_TICKS", "RUN_FLAGS", "RUN_PERIOD"]
+                    "RUN_TICKS", "RUN_FLAGS", "RUN_PERIOD", "RUN_CHECK"]
         em_conts = ["ID_NEXT", "READ_NEXT", "STATUS_2", "STATUS_3", "STATUS_4", "STATUS_5",
                     "STATUS_6", "STATUS_7", "ACK_2", "ERR_2", "REPLY_DONE", "IDLE", "TICK_WAIT",
                     "TICK_RSP", "TICK_END_2", "TICK_END_3", "RUN_END_3", "RUN_END_4"]
@@ -197,35 +214,25 @@ class CommandEngine(wiring.Component):
         core_sel = Signal(range(len(core_conts)))
         reset_sources = Signal()   # RESET_STATE: 0 while neuron states, 1 while sources
 
+        # The command's fields come from the engine's registers: every state that issues one
+        # first sets `space`, `addr` and `index` (the word address is addr + index) and `word`
+        # (the data), so the port needs no multiplexer beyond the spike's address.
         word_addr = Signal(28)
         cmd = self.core_cmd.payload
+        core_ops = [Op.READ, Op.WRITE, Op.READ, Op.READ, Op.WRITE, Op.READ, Op.WRITE, Op.WRITE,
+                    Op.SPIKE]
+        spike_sel = core_sel == CORE_SPIKE
         with m.Switch(core_sel):
-            with m.Case(CORE_READ_WORD, CORE_WRITE_WORD):
-                m.d.comb += [cmd.op.eq(Mux(core_sel == CORE_WRITE_WORD, Op.WRITE, Op.READ)),
-                             cmd.space.eq(space[:3]), cmd.addr.eq(word_addr),
-                             cmd.data.eq(Mux(core_sel == CORE_WRITE_WORD, word, 0))]
-            with m.Case(CORE_STATUS_T, CORE_END_T):
-                m.d.comb += [cmd.op.eq(Op.READ), cmd.space.eq(Space.STATUS),
-                             cmd.addr.eq(Status.T)]
-            with m.Case(CORE_RESET_NSTATE):
-                m.d.comb += [cmd.op.eq(Op.WRITE), cmd.space.eq(Space.NSTATE),
-                             cmd.addr.eq(index)]
-            with m.Case(CORE_RESET_SOURCE_READ):
-                m.d.comb += [cmd.op.eq(Op.READ), cmd.space.eq(Space.SOURCE),
-                             cmd.addr.eq(index)]
-            with m.Case(CORE_RESET_SOURCE_WRITE):
-                m.d.comb += [cmd.op.eq(Op.WRITE), cmd.space.eq(Space.SOURCE),
-                             cmd.addr.eq(index), cmd.data.eq(word & 0x100)]
-            with m.Case(CORE_RESET_T):
-                m.d.comb += [cmd.op.eq(Op.WRITE), cmd.space.eq(Space.STATUS),
-                             cmd.addr.eq(Status.T)]
-            with m.Case(CORE_SPIKE):
-                m.d.comb += [cmd.op.eq(Op.SPIKE), cmd.space.eq(Space.SOURCE),
-                             cmd.addr.eq(queue_r.data)]
+            for sel, op_ in enumerate(core_ops):
+                with m.Case(sel):
+                    m.d.comb += cmd.op.eq(op_)
+        m.d.comb += [cmd.space.eq(Mux(spike_sel, Space.SOURCE, space[:3])),
+                     cmd.addr.eq(Mux(spike_sel, queue_r.data, word_addr)),
+                     cmd.data.eq(word)]
         tick_cmd = Signal()
         with m.If(tick_cmd):
-            m.d.comb += [cmd.op.eq(Op.TICK), cmd.space.eq(Space.STATUS), cmd.addr.eq(0),
-                         cmd.data.eq(run_flags[0])]
+            # The flags are in `word` (bit 0: learn); the core ignores a TICK's address.
+            m.d.comb += cmd.op.eq(Op.TICK)
 
         def core(m, sel):
             m.d.sync += core_sel.eq(sel)
@@ -261,7 +268,14 @@ class CommandEngine(wiring.Component):
         # Within a checked block, the word's address: only a synapse block reaches bit 15, and
         # its neuron field does not carry into the source field.
         m.d.comb += word_addr.eq(Cat((addr[:15] + index)[:15], addr[15:28]))
-        value_ok = register_value_ok(m, word_addr, word)
+        features_ok = feature_value_ok(space == Space.NPARAM, space == Space.NSTATE, word_addr[0],
+                                       word, wta=self._wta,
+                                       adaptive_threshold=self._adaptive_threshold)
+        value_ok = Mux(space == Space.REG, register_value_ok(m, word_addr, word), features_ok)
+        # Blocks whose words are checked one by one before anything is written.
+        checked_space = space == Space.REG
+        if not (self._wta and self._adaptive_threshold):
+            checked_space |= (space == Space.NPARAM) | (space == Space.NSTATE)
 
         identify_bytes = self._identify.pack()
         id_rom = Signal(8)
@@ -271,7 +285,7 @@ class CommandEngine(wiring.Component):
                     m.d.comb += id_rom.eq(b)
 
         tick_ready = Signal()
-        m.d.comb += tick_ready.eq(running & (wait == 0)
+        m.d.comb += tick_ready.eq(running & ((wait == 0) if self._paced else 1)
                                   & (~run_flags[1] | (queued_ticks != 0)))
 
         def push_entry(m, entry):
@@ -285,7 +299,8 @@ class CommandEngine(wiring.Component):
                                  error.eq(self.frame.payload.status.as_value())]
                     m.next = "FRAME"
                 with m.Elif(tick_ready):
-                    m.d.sync += wait.eq(period)
+                    if self._paced:
+                        m.d.sync += wait.eq(period)
                     m.next = "TICK_INPUTS"
 
             # -- Frames ----------------------------------------------------------------------
@@ -344,8 +359,10 @@ class CommandEngine(wiring.Component):
                             bad(ErrorCode.BAD_LENGTH)
                         with m.Elif(running):
                             bad(ErrorCode.BUSY)
-                        with m.Else():
+                        with m.Elif(self._paced):
                             load(m, 2, 4, "RUN_TICKS")
+                        with m.Else():
+                            load(m, 7, 4, "RUN_CHECK")
                     with m.Case(Opcode.STOP):
                         with m.If(plen != 0):
                             bad(ErrorCode.BAD_LENGTH)
@@ -355,6 +372,7 @@ class CommandEngine(wiring.Component):
                         with m.If(plen != 0):
                             bad(ErrorCode.BAD_LENGTH)
                         with m.Else():
+                            m.d.sync += [space.eq(Space.STATUS), addr.eq(Status.T), index.eq(0)]
                             core(m, CORE_STATUS_T)
                     with m.Case(Opcode.RESET_STATE):
                         with m.If(plen != 0):
@@ -362,7 +380,8 @@ class CommandEngine(wiring.Component):
                         with m.Elif(running):
                             bad(ErrorCode.BUSY)
                         with m.Else():
-                            m.d.sync += [index.eq(0), reset_sources.eq(0)]
+                            m.d.sync += [index.eq(0), reset_sources.eq(0), addr.eq(0),
+                                         space.eq(Space.NSTATE), word.eq(0)]
                             m.next = "RESET_NEXT"
                     with m.Default():
                         bad(ErrorCode.BAD_OPCODE)
@@ -414,7 +433,7 @@ class CommandEngine(wiring.Component):
                 with m.If(~lt_const(space, Space.STATUS.value + 1) | ~block_ok):
                     m.d.sync += [error.eq(ErrorCode.BAD_ADDRESS), detail_sel.eq(DETAIL_ADDR)]
                     m.next = "REFUSE"
-                with m.Elif(space == Space.REG):
+                with m.Elif(checked_space):
                     load(m, None, 4, "WRITE_CHECK_NEXT")
                 with m.Else():
                     m.next = "WRITE_CHECKED"
@@ -477,8 +496,17 @@ class CommandEngine(wiring.Component):
                 load(m, None, 4, "RUN_PERIOD")
             with m.State("RUN_PERIOD"):
                 # No wait before the first tick.
-                m.d.sync += [period.eq(word), running.eq(1), wait.eq(0)]
+                if self._paced:
+                    m.d.sync += [period.eq(word), wait.eq(0)]
+                m.d.sync += running.eq(1)
                 m.next = "ACK"
+            with m.State("RUN_CHECK"):
+                # Without pacing only a period of 0 is taken: checked before anything changes.
+                with m.If(word != 0):
+                    m.d.sync += [error.eq(ErrorCode.BAD_VALUE), detail_sel.eq(DETAIL_WORD)]
+                    m.next = "REFUSE"
+                with m.Else():
+                    load(m, 2, 4, "RUN_TICKS")
             with m.State("STOP"):
                 with m.If(running):
                     m.d.sync += [running.eq(0), end_pending.eq(1), end_reason.eq(1)]
@@ -507,13 +535,17 @@ class CommandEngine(wiring.Component):
                     with m.If(lt_const(index, 2 * N)):
                         core(m, CORE_RESET_NSTATE)
                     with m.Else():
-                        m.d.sync += [index.eq(0), reset_sources.eq(1)]
+                        m.d.sync += [index.eq(0), reset_sources.eq(1), space.eq(Space.SOURCE)]
                 with m.Elif(lt_const(index, S)):
                     core(m, CORE_RESET_SOURCE_READ)
                 with m.Else():
-                    m.d.sync += [head.eq(0), tail.eq(0), used.eq(0), queued_ticks.eq(0)]
+                    m.d.sync += [head.eq(0), tail.eq(0), used.eq(0), queued_ticks.eq(0),
+                                 space.eq(Space.STATUS), addr.eq(Status.T), index.eq(0),
+                                 word.eq(0)]
                     core(m, CORE_RESET_T)
             with m.State("RESET_SOURCE_WRITE"):
+                # Keep the sign, zero the trace and the pending event.
+                m.d.sync += word.eq(word & 0x100)
                 core(m, CORE_RESET_SOURCE_WRITE)
 
             # -- Replies -----------------------------------------------------------------------
@@ -547,6 +579,7 @@ class CommandEngine(wiring.Component):
 
             # -- Ticks -------------------------------------------------------------------------
             with m.State("TICK_INPUTS"):
+                m.d.sync += word.eq(run_flags[0])   # the TICK command's data: learn
                 # Without the INPUTS flag a tick takes no input.
                 with m.If(~run_flags[1]):
                     m.next = "TICK_HEADER"
@@ -593,7 +626,8 @@ class CommandEngine(wiring.Component):
 
             # RUN_END: the tick counter after the run, and why it ended (0: done, 1: stopped).
             with m.State("RUN_END_1"):
-                m.d.sync += end_pending.eq(0)
+                m.d.sync += [end_pending.eq(0), space.eq(Space.STATUS), addr.eq(Status.T),
+                             index.eq(0)]
                 core(m, CORE_END_T)
             with m.State("RUN_END_2"):
                 # `word` holds t until RUN_END_3 emits it.

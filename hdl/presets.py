@@ -52,6 +52,11 @@ class CorePreset:
     config : CoreConfig
     banks, memory, hash_rounds_per_stage, instrument
         Passed to :class:`~.core.Core`.
+    trace_list : bool
+        Passed to :class:`~.core.Core`.
+    paced, wta, adaptive_threshold : bool
+        The optional parts built (see :class:`~.soc.SoC`); a preset leaves out what its device
+        has no room for.
     """
 
     name: str
@@ -62,6 +67,10 @@ class CorePreset:
     memory: str
     hash_rounds_per_stage: int
     instrument: bool = True
+    trace_list: bool = True
+    paced: bool = True
+    wta: bool = True
+    adaptive_threshold: bool = True
 
     def __post_init__(self):
         if self.family not in ("ice40", "ecp5"):
@@ -81,20 +90,25 @@ class CorePreset:
         """A new :class:`~.core.Core` with this preset's parameters."""
         return Core(self.config, banks=self.banks, memory=self.memory,
                     hash_rounds_per_stage=self.hash_rounds_per_stage,
-                    instrument=self.instrument)
+                    instrument=self.instrument, trace_list=self.trace_list, wta=self.wta,
+                    adaptive_threshold=self.adaptive_threshold)
 
-    def build_soc(self) -> SoC:
-        """A new :class:`~.soc.SoC` (UART, framing, command engine and this preset's core)."""
+    def build_soc(self, **kwargs) -> SoC:
+        """A new :class:`~.soc.SoC` (UART, framing, command engine and this preset's core);
+        ``kwargs`` go to :class:`~.soc.SoC` (``divisor``, ``clock_hz``, ...)."""
         return SoC(self.config, banks=self.banks, memory=self.memory,
                    hash_rounds_per_stage=self.hash_rounds_per_stage,
-                   instrument=self.instrument)
+                   instrument=self.instrument, trace_list=self.trace_list, paced=self.paced,
+                   wta=self.wta,
+                   adaptive_threshold=self.adaptive_threshold, **kwargs)
 
 
 #: iCE40UP5K (iCEBreaker, iCESugar; 12 MHz): 256 neurons, 64k synapses in the four SPRAMs.
 UP5K = CorePreset(
     name="up5k", device="iCE40UP5K", family="ice40",
     config=CoreConfig(n_inputs=128, n_neurons=256, n_recurrent=128),
-    banks=1, memory="spram", hash_rounds_per_stage=8, instrument=False,
+    banks=1, memory="spram", hash_rounds_per_stage=4, instrument=False,
+    trace_list=False, paced=False, wta=False, adaptive_threshold=False,
 )
 
 #: LFE5U-85F (ULX3S-85F, ECPIX-5 85): 512 neurons, 192k synapses in 192 of the 208 DP16KD.

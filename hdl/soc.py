@@ -9,7 +9,6 @@ gateware of every board; boards add clocking, pins and LEDs around it.
 
 from amaranth import Module
 from amaranth.lib import wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -17,6 +16,7 @@ from ..config import CoreConfig
 from ..protocol import MAX_BODY
 from .core import Core
 from .engine import CommandEngine
+from .fifo import StreamFIFO
 from .framing import SlipDecoder, SlipEncoder
 from .uart import UARTRx, UARTTx
 
@@ -45,6 +45,11 @@ class SoC(wiring.Component):
         The clock frequency (reported by IDENTIFY).
     rx_fifo_depth, tx_fifo_depth, queue_depth : int
         Bytes of the receive and transmit FIFOs; entries of the input-spike queue.
+    trace_list : bool
+        As for :class:`~.core.Core`.
+    paced, wta, adaptive_threshold : bool
+        The optional parts to build (see :class:`~.engine.CommandEngine` and
+        :class:`~.core.Core`); IDENTIFY reports them as capabilities.
 
     Members
     -------
@@ -65,16 +70,20 @@ class SoC(wiring.Component):
     def __init__(self, config: CoreConfig, *, banks: int = 4, memory: str = "bram",
                  hash_rounds_per_stage: int = 2, instrument: bool = True, divisor: int = 4,
                  clock_hz: int = 12_000_000,
-                 rx_fifo_depth: int = 512, tx_fifo_depth: int = 512, queue_depth: int = 256):
+                 rx_fifo_depth: int = 512, tx_fifo_depth: int = 512, queue_depth: int = 256,
+                 trace_list: bool = True, paced: bool = True, wta: bool = True,
+                 adaptive_threshold: bool = True):
         self._core_args = dict(banks=banks, memory=memory,
                                hash_rounds_per_stage=hash_rounds_per_stage,
-                               instrument=instrument)
+                               instrument=instrument, trace_list=trace_list, wta=wta,
+                               adaptive_threshold=adaptive_threshold)
         self._config = config
         self._divisor = divisor
         self._fifo_depths = (rx_fifo_depth, tx_fifo_depth)
         self._engine_args = dict(banks=banks, spram=memory == "spram", queue_depth=queue_depth,
                                  rx_buffer=rx_fifo_depth, clock_hz=clock_hz,
-                                 baud_divisor=divisor)
+                                 baud_divisor=divisor, paced=paced, wta=wta,
+                                 adaptive_threshold=adaptive_threshold)
         super().__init__()
 
     @property
@@ -86,12 +95,13 @@ class SoC(wiring.Component):
         rx_depth, tx_depth = self._fifo_depths
         m.submodules.uart_rx = rx = UARTRx(self._divisor)
         m.submodules.uart_tx = tx = UARTTx(self._divisor)
-        m.submodules.rx_fifo = rx_fifo = SyncFIFOBuffered(width=8, depth=rx_depth)
-        m.submodules.tx_fifo = tx_fifo = SyncFIFOBuffered(width=8, depth=tx_depth)
+        m.submodules.rx_fifo = rx_fifo = StreamFIFO(width=8, depth=rx_depth)
+        m.submodules.tx_fifo = tx_fifo = StreamFIFO(width=8, depth=tx_depth)
         m.submodules.decoder = decoder = SlipDecoder(MAX_BODY)
         m.submodules.encoder = encoder = SlipEncoder()
         m.submodules.engine = engine = CommandEngine(self._config, **self._engine_args)
-        m.submodules.core = core = Core(self._config, **self._core_args)
+        # The engine refuses bad commands before they reach the core.
+        m.submodules.core = core = Core(self._config, validate=False, **self._core_args)
         m.submodules.frame_buffer = buffer = Memory(shape=8, depth=MAX_BODY, init=[])
 
         m.d.comb += [rx.rx.eq(self.uart_rx), self.uart_tx.eq(tx.tx),

@@ -32,9 +32,9 @@ import struct
 import time
 from collections.abc import Callable, Iterable
 
-from ..protocol import (END_OF_TICK, MAX_REPLY_BODY, MAX_SPIKES, MAX_WORDS, ErrorCode, Frame,
-                        FrameError, IdentifyInfo, LinkStatus, Opcode, Reply, RunFlags,
-                        SlipDecoder, TickFrame, build_frame, parse_frame)
+from ..protocol import (END_OF_TICK, MAX_REPLY_BODY, MAX_SPIKES, MAX_WORDS, Capability,
+                        ErrorCode, Frame, FrameError, IdentifyInfo, LinkStatus, Opcode, Reply,
+                        RunFlags, SlipDecoder, TickFrame, build_frame, parse_frame)
 from .transport import Transport
 
 __all__ = ["Link", "LinkException", "LinkError", "LinkTimeout", "LinkLost", "RunEnd"]
@@ -610,6 +610,9 @@ class Link:
         ticks = _int_arg("ticks", ticks, 0, _M32)
         flags = _int_arg("flags", int(flags) if isinstance(flags, RunFlags) else flags, 0, 0xFF)
         period = _int_arg("period", period, 0, _M32)
+        if period and self._info is not None and not self._info.capabilities & Capability.PACED:
+            raise ValueError(f"period = {period}: the core on {self._transport.name} was built "
+                             "without tick pacing (no PACED capability); run with period 0")
         return self._ack(Opcode.RUN, struct.pack("<IBI", ticks, flags, period),
                          f"RUN(ticks={ticks}, flags={flags:#x}, period={period})")
 

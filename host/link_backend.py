@@ -12,8 +12,8 @@ import numpy as np
 
 from ..config import NEURON_PARAM_FIELDS, REGISTERS, CoreConfig
 from ..hdl.core import Space, Status
-from ..image import CoreImage, NeuronState
-from ..protocol import MAX_WORDS, PROTOCOL_VERSION
+from ..image import CoreImage, NeuronState, features_needed
+from ..protocol import MAX_WORDS, PROTOCOL_VERSION, Capability
 from ..sim.coreport import decode_readback, syn_address
 from .backend import Backend
 from .link import Link
@@ -96,10 +96,25 @@ class LinkBackend(Backend):
     def __repr__(self) -> str:
         return f"LinkBackend({self._link.transport.name!r})"
 
+    def _check_features(self, image):
+        """Refuse, before anything is sent, an image that uses a part the core lacks."""
+        has = Capability(self._link.info.capabilities)
+        missing = {name: neurons for name, neurons in features_needed(image).items()
+                   if not has & Capability[name]}
+        if missing:
+            what = "; ".join(
+                f"{name} (neurons {', '.join(map(str, neurons[:6]))}"
+                f"{', ...' if neurons.size > 6 else ''})" for name, neurons in missing.items())
+            raise ValueError(
+                f"the network uses {what}, which the core on {self._link.transport.name} was "
+                f"built without (its capabilities: {has!r}); leave them out of the network "
+                "(wta=False, th_plus=0), or use a core that has them")
+
     # -- hooks ----------------------------------------------------------------------------------
 
     def _load(self, image):
         cfg, st, link = image.config, image.state, self._link
+        self._check_features(image)
         link.reset_state()   # empties the input queue as well
         link.write(Space.REG, 0, [image.registers[r.name] for r in REGISTERS])
         self._write_synapses(image.synapses, 0, 0)

@@ -15,7 +15,8 @@ import numpy as np
 from .config import (LEAK_OFF, NEURON_PARAM_FIELDS, NEURON_STATE_FIELDS, REGISTERS,
                      SYNAPSE_FIELDS, TRACE_MAX, CoreConfig, check_register, default_registers)
 
-__all__ = ["CoreImage", "NeuronState", "pack_synapses", "unpack_synapses", "synapse_field"]
+__all__ = ["CoreImage", "NeuronState", "pack_synapses", "unpack_synapses", "synapse_field",
+           "features_needed"]
 
 _SYN = {f.name: f for f in SYNAPSE_FIELDS}
 
@@ -168,3 +169,18 @@ def _check_array(what, array, shape, lo, hi):
             index = np.unravel_index(bad[0], shape)
             index = index[0] if len(index) == 1 else index
             raise ValueError(f"{what}[{index}] = {a.flat[bad[0]]} is out of range {lo}..{hi}")
+
+
+def features_needed(image: CoreImage) -> dict[str, np.ndarray]:
+    """The optional parts of a core (``docs/protocol.md``, "Optional features") that ``image``
+    uses, by capability name (``"WTA"``, ``"ADAPTIVE_THRESHOLD"``), each with the neurons that
+    use it. A core built without a part runs exactly the images that do not use it."""
+    params, st = image.neuron_params, image.state
+    needed = {}
+    wta = np.flatnonzero(params["wta"] != 0)
+    if wta.size:
+        needed["WTA"] = wta
+    adaptive = np.flatnonzero((params["th_plus"] != 0) | (st.th != 0))
+    if adaptive.size:
+        needed["ADAPTIVE_THRESHOLD"] = adaptive
+    return needed

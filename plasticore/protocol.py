@@ -86,8 +86,15 @@ class RunFlags(enum.IntFlag):
 
 
 class Capability(enum.IntFlag):
-    SPRAM = 1       #: single-ported synapse banks
-    PACED = 2       #: RUN with a tick period
+    SPRAM = 1                #: single-ported synapse banks
+    PACED = 2                #: RUN with a tick period
+    WTA = 4                  #: the winner-take-all pool (neuron parameter ``wta``)
+    ADAPTIVE_THRESHOLD = 8   #: the adaptive threshold (``th_plus``, ``th``, ``TH_*`` registers)
+
+
+#: The capabilities that name optional parts of a core; a core built without one refuses what
+#: would use it (docs/protocol.md, "Optional features").
+OPTIONAL_FEATURES = Capability.PACED | Capability.WTA | Capability.ADAPTIVE_THRESHOLD
 
 
 # --- CRC and SLIP -----------------------------------------------------------------------------

@@ -67,7 +67,8 @@ STATUS
     saturates at 65535, like ``rx_overflows`` and ``framing_errors`` (which stay 0: there is no
     UART here); ``tick_frames`` wraps at 2**32.
 IDENTIFY
-    ``capabilities`` has ``PACED`` (and ``SPRAM`` if asked for); sizes and buffer figures are
+    ``capabilities`` has the optional parts asked for (all by default: ``PACED``, ``WTA``,
+    ``ADAPTIVE_THRESHOLD``), and ``SPRAM`` if asked for; sizes and buffer figures are
     the constructor's.
 Power-up
     The peer starts with :meth:`CoreImage.blank(config) <plasticore.image.CoreImage.blank>`;
@@ -92,9 +93,10 @@ import numpy as np
 from ..config import NEURON_PARAM_FIELDS, REGISTERS, REGISTERS_BY_NAME, CoreConfig
 from ..hdl.core import Space, Status
 from ..image import CoreImage
-from ..protocol import (END_OF_TICK, MAX_BODY, MAX_SPIKES, MAX_WORDS, PROTOCOL_VERSION,
-                        Capability, ErrorCode, FrameError, IdentifyInfo, LinkStatus, Opcode,
-                        Reply, RunFlags, SlipDecoder, TickFrame, build_frame, parse_frame)
+from ..protocol import (END_OF_TICK, MAX_BODY, MAX_SPIKES, MAX_WORDS, OPTIONAL_FEATURES,
+                        PROTOCOL_VERSION, Capability, ErrorCode, FrameError, IdentifyInfo,
+                        LinkStatus, Opcode, Reply, RunFlags, SlipDecoder, TickFrame, build_frame,
+                        parse_frame)
 from .model import GoldenModel, TickCounters
 
 __all__ = ["CoreModel", "ModelPeer", "PtyPeer", "main"]
@@ -160,6 +162,24 @@ class CoreModel:
         if space == Space.STATUS.value:
             return last <= (Status.CLEAR if write else Status.FLAGS)
         return False
+
+    def feature_error(self, features, space: int, addr: int, words) -> int | None:
+        """The address to report with ``BAD_VALUE`` if writing ``words`` from ``addr`` on in
+        ``space`` would use a part the core was built without (``features``: the
+        :data:`~plasticore.protocol.OPTIONAL_FEATURES` it has), else None."""
+        for k, value in enumerate(words):
+            a = addr + k
+            half = a & 1
+            if space == Space.NPARAM.value:
+                if not features & Capability.WTA and not half and value >> 15 & 1:
+                    return a
+                if (not features & Capability.ADAPTIVE_THRESHOLD and half
+                        and value >> 24 & 0xFF):
+                    return a
+            if (space == Space.NSTATE.value and not features & Capability.ADAPTIVE_THRESHOLD
+                    and not half and value >> 16 & 0xFFFF):
+                return a
+        return None
 
     def register_error(self, addr: int, words) -> int | None:
         """The register address to report with ``BAD_VALUE`` if writing ``words`` from ``addr``
@@ -310,6 +330,12 @@ class ModelPeer:
         Synapse banks, reported by IDENTIFY and ``STATUS.CONFIG_CORE``.
     spram : bool
         Reported as the ``SPRAM`` capability and in ``STATUS.CONFIG_CORE``.
+    features : Capability
+        The optional parts of the modelled core (:data:`~plasticore.protocol.OPTIONAL_FEATURES`,
+        all by default), reported as capabilities. Without ``PACED`` a ``RUN`` with a nonzero
+        period is ``BAD_VALUE`` (detail: the period, checked before anything changes); without
+        ``WTA`` or ``ADAPTIVE_THRESHOLD`` a ``WRITE`` of a neuron parameter or state word that
+        would use it is ``BAD_VALUE`` (detail: the word's address), as the gateware engine.
     clock : callable
         Seconds, monotonic; what paced runs are timed with (``time.monotonic``).
 
@@ -328,7 +354,7 @@ class ModelPeer:
 
     def __init__(self, config: CoreConfig, *, queue_depth: int = 256, rx_buffer: int = 512,
                  clock_hz: int = 12_000_000, baud_divisor: int = 4, banks: int = 1,
-                 spram: bool = False, clock=time.monotonic):
+                 spram: bool = False, features=OPTIONAL_FEATURES, clock=time.monotonic):
         if not isinstance(config, CoreConfig):
             raise TypeError(f"config must be a CoreConfig, not {config!r}")
         for name, value, lo, hi in (("queue_depth", queue_depth, 1, _M16),
@@ -345,9 +371,11 @@ class ModelPeer:
         self.info = IdentifyInfo(
             version=PROTOCOL_VERSION, n_inputs=config.n_inputs, n_neurons=config.n_neurons,
             n_recurrent=config.n_recurrent, banks=banks,
-            capabilities=int(Capability.PACED | (Capability.SPRAM if spram else 0)),
+            capabilities=int((Capability(features) & OPTIONAL_FEATURES)
+                             | (Capability.SPRAM if spram else 0)),
             queue_depth=queue_depth, rx_buffer=rx_buffer, clock_hz=clock_hz,
             baud_divisor=baud_divisor)
+        self.features = Capability(features) & OPTIONAL_FEATURES
         self._clock = clock
         self._decoder = SlipDecoder(limit=MAX_BODY)
         self.errors: collections.Counter = collections.Counter()
@@ -454,6 +482,9 @@ class ModelPeer:
             bad = self.core.register_error(addr, words)
             if bad is not None:
                 raise _Refused(ErrorCode.BAD_VALUE, bad)
+        bad = self.core.feature_error(self.features, space, addr, words)
+        if bad is not None:
+            raise _Refused(ErrorCode.BAD_VALUE, bad)
         for k, value in enumerate(words):
             self.core.write_word(space, addr + k, value)
         return self._ack(seq, op)
@@ -475,6 +506,8 @@ class ModelPeer:
         if self._running:
             raise _Refused(ErrorCode.BUSY)
         ticks, flags, period = struct.unpack("<IBI", payload)
+        if period and not self.features & Capability.PACED:
+            raise _Refused(ErrorCode.BAD_VALUE, period)
         self._running, self._forever, self._ticks_left = True, ticks == 0, ticks
         self._flags, self._period, self._last_tick = flags, period, None
         return self._ack(seq, op)

@@ -67,11 +67,12 @@ class PortDriver:
         return [value for _, value in got[:-1]], got[-1][1]
 
 
-def run_core(image, spikes, learn, *, banks, memory="bram", check_state_every_tick=True):
+def run_core(image, spikes, learn, *, banks, memory="bram", check_state_every_tick=True,
+             **core_options):
     """Run image on the core and on the model; return a list of mismatch descriptions."""
     cfg = image.config
     model = GoldenModel(image)
-    dut = Core(cfg, banks=banks, memory=memory)
+    dut = Core(cfg, banks=banks, memory=memory, **core_options)
     problems = []
 
     async def testbench(ctx):
@@ -169,3 +170,68 @@ def test_core_matches_model_with_clamped_shifts(seed, memory):
     # every tick).
     assert run_core(image, spikes, learn, banks=4, memory=memory,
                     check_state_every_tick=False) == []
+
+
+def without_wta_and_adaptive_threshold(image):
+    """The image with nothing a core without the winner-take-all pool and the adaptive threshold
+    lacks: no pool members, th_plus and th zero."""
+    image = image.copy()
+    image.neuron_params["wta"][:] = 0
+    image.neuron_params["th_plus"][:] = 0
+    image.state.th[:] = 0
+    return image.validate()
+
+
+@pytest.mark.parametrize("seed, memory, rounds", [(10, "spram", 4), (11, "bram", 8),
+                                                  (12, "spram", 8)])
+def test_reduced_core_matches_model(seed, memory, rounds):
+    """The UP5K preset's options: no trace list (column walks visit every source group), no
+    winner-take-all pool, no adaptive threshold; exact on images that use neither. With one
+    single-ported bank and four rounds a stage the draws come from two passes through four
+    rounds (HashHalves), as on the UP5K."""
+    image = without_wta_and_adaptive_threshold(random_image(seed, (6, 4, 2), ticks=12))
+    spikes, learn = random_stimulus(seed, image.config.n_inputs, ticks=12)
+    assert learn.any() and spikes.any()
+    assert run_core(image, spikes, learn, banks=1, memory=memory, trace_list=False, wta=False,
+                    adaptive_threshold=False, hash_rounds_per_stage=rounds) == []
+
+
+def test_reduced_core_refuses_what_it_lacks():
+    """With validation on, a core without the pool and the adaptive threshold answers ERROR to
+    writes that would use them, and changes nothing."""
+    cfg = CoreConfig(n_inputs=4, n_neurons=2, n_recurrent=0)
+    dut = Core(cfg, banks=1, memory="bram", wta=False, adaptive_threshold=False)
+    refused = [
+        (Space.NPARAM, 0, 1 << 15),            # wta
+        (Space.NPARAM, 1, 1 << 24),            # th_plus (bits 56.. of the neuron's parameters)
+        (Space.NSTATE, 2, 1 << 16),            # th of neuron 1
+    ]
+    accepted = [(Space.NPARAM, 0, 0x7FFF), (Space.NPARAM, 1, 0x00FF_FFFF),
+                (Space.NSTATE, 2, 0xFFFF)]
+    results = {}
+
+    async def testbench(ctx):
+        port = PortDriver(ctx, dut)
+        for space, addr, _ in refused + accepted:
+            await port.send(Op.WRITE, space, addr, 0)
+        for space, addr, value in refused:
+            await port.send(Op.WRITE, space, addr, value)
+            await port.until_idle()
+            results[(space, addr, "write")] = list(port.responses)
+            port.responses.clear()
+            results[(space, addr, "read")] = await port.read(space, addr)
+        for space, addr, value in accepted:
+            await port.send(Op.WRITE, space, addr, value)
+            await port.until_idle()
+            assert not port.responses
+            results[(space, addr, "accepted")] = await port.read(space, addr)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    for space, addr, _ in refused:
+        assert results[(space, addr, "write")] == [(Kind.ERROR, addr)], (space, addr)
+        assert results[(space, addr, "read")] == 0, (space, addr)
+    for space, addr, value in accepted:
+        assert results[(space, addr, "accepted")] == value, (space, addr)

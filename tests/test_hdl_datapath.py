@@ -596,8 +596,9 @@ def test_neuron_expected_function_known_answers():
         ref_fire=3, th_fire=30)
 
 
-def run_neuron_vectors(vectors, current_bits=None):
-    dut = NeuronUpdate() if current_bits is None else NeuronUpdate(current_bits)
+def run_neuron_vectors(vectors, current_bits=None, **kwargs):
+    dut = (NeuronUpdate(**kwargs) if current_bits is None
+           else NeuronUpdate(current_bits, **kwargs))
     mismatches = []
 
     async def testbench(ctx):
@@ -643,6 +644,21 @@ def test_neuron_update_random_vectors():
     for outcome, count in outcomes.items():
         assert count >= 20, f"random neuron vectors hit {outcome!r} only {count} times"
     mismatches = run_neuron_vectors(vectors)
+    assert not mismatches, report(mismatches, len(vectors), "neuron updates")
+
+
+def test_neuron_update_without_the_adaptive_threshold():
+    """Built without the adaptive threshold, the update equals the model's for every neuron it
+    accepts (th = 0, th_plus = 0), whatever the TH_* registers say."""
+    rng = np.random.default_rng(79)
+    vectors = []
+    for _ in range(2000):
+        params, v, th, ref, current, learn, decay_now, regs = random_neuron_vector(rng)
+        params = dict(params, th_plus=0)
+        vectors.append((params, v, 0, ref, current, learn, decay_now, regs))
+    fired = sum(expected_neuron(*vector)["candidate"] for vector in vectors)
+    assert fired >= 100 and len(vectors) - fired >= 100, fired
+    mismatches = run_neuron_vectors(vectors, adaptive_threshold=False)
     assert not mismatches, report(mismatches, len(vectors), "neuron updates")
 
 
