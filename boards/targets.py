@@ -117,21 +117,10 @@ class Board:
         return platform
 
     def build_soc(self) -> SoC:
-        """The SoC this board runs: the preset's core at the board's clock and divisor.
-
-        The iCEBreaker's is exactly :meth:`presets.UP5K.build_soc()
-        <plasticore.hdl.presets.CorePreset.build_soc>` (whose SoC defaults are the
-        iCEBreaker's 12 MHz and divisor 4), so whatever that preset's SoC becomes is what the
-        board gets.
-        """
-        if self.preset is presets.UP5K:
-            soc = self.preset.build_soc()
-        else:
-            p = self.preset
-            soc = SoC(p.config, banks=p.banks, memory=p.memory,
-                      hash_rounds_per_stage=p.hash_rounds_per_stage, instrument=p.instrument,
-                      divisor=self.divisor, clock_hz=self.clock_hz)
-        return soc
+        """The SoC this board runs: :meth:`CorePreset.build_soc()
+        <plasticore.hdl.presets.CorePreset.build_soc>` of its preset (with the optional parts
+        the preset builds) at the board's clock and divisor."""
+        return self.preset.build_soc(divisor=self.divisor, clock_hz=self.clock_hz)
 
     def build_top(self):
         """A new :class:`~.top.BoardTop` around a new :meth:`build_soc`."""
