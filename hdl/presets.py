@@ -7,8 +7,12 @@ limits; ``tests/test_synthesis.py`` keeps both within them.
 * :data:`UP5K`, iCE40UP5K: 128 inputs + 128 recurrent sources by 256 neurons = 65,536 synapses,
   16 bits each = 1 Mbit, exactly the four 16384 x 16 SPRAMs, as one bank (one synapse per port
   cycle is what the 5,280 logic cells leave room for: a learning lane, a hash and a neuron
-  update each). The random-number permutation is combinational (8 rounds between registers,
-  well within a 12 MHz cycle) and the benchmark-only counters are left out.
+  update each). To fit the whole SoC in the 5,280 logic cells and meet 12 MHz, it leaves out
+  the benchmark-only counters, the optional parts (tick pacing, the winner-take-all pool, the
+  adaptive threshold: ``docs/protocol.md`` section 6; networks that need them run on the
+  ULX3S and on the virtual board) and the list of active source groups (column walks visit all
+  256, so learning ticks take more cycles), and computes the random numbers in two passes
+  through four rounds (:class:`~.rng.HashHalves`).
 * :data:`ECP5_85F`, LFE5U-85F: 256 inputs + 128 recurrent sources by 512 neurons = 196,608
   synapses in eight banks of 24,576 x 16, 24 DP16KD each in 1024 x 18 mode: 192 of the 208.
 

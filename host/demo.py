@@ -7,7 +7,10 @@ from each detector's winning pattern and weakens the rest, and consolidation mak
 that keep winning less plastic. The demo prints each detector's responses before and after, its
 receptive field, the plasticity levels that consolidation reached, and the core's counters.
 
-Run it with ``make demo`` or ``python -m plasticore.host.demo [--backend model]``.
+Run it with ``make demo`` or ``python -m plasticore.host.demo [--backend sim|model|PORT]``: by
+default on the virtual board (the whole SoC in Verilator, reached over a pseudo-terminal and the
+UART protocol, built on first use), with ``model`` on the golden model (the same results, faster),
+or on a board at a serial port.
 """
 
 from __future__ import annotations
@@ -74,13 +77,18 @@ def print_responses(title, counts):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m plasticore.host.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backend", default="model", help="model (default), sim, or a port")
+    parser.add_argument("--backend", default="sim",
+                        help="sim (the virtual board, default), model, or a serial port")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--epochs", type=int, default=30, help="presentations of each pattern")
     parser.add_argument("--seed", type=int, default=3, help="seed of weights, inputs and RNG")
     args = parser.parse_args(argv)
 
     net, pixels, detectors, synapses = build_network(args.seed)
     rng = np.random.default_rng(args.seed)
+    if args.backend == "sim":
+        print("starting the virtual board (built with Verilator on first use: a minute or two)",
+              file=sys.stderr, flush=True)
     with Device(args.backend) as dev:
         dev.load(net)
         cfg = dev.config
@@ -93,8 +101,8 @@ def main(argv=None) -> int:
 
         order = [p for _ in range(args.epochs) for p in rng.permutation(N_PATTERNS)]
         start = time.perf_counter()
-        for pattern in tqdm(order, desc="learning", unit="pattern", file=sys.stdout,
-                            disable=not sys.stdout.isatty()):
+        for pattern in tqdm(order, desc="learning", unit="pattern", file=sys.stderr,
+                            disable=args.no_progress, mininterval=0.5):
             dev.run(PRESENT + REST, {pixels: pattern_raster(rng, pattern)}, learn=True)
         elapsed = time.perf_counter() - start
         ticks = len(order) * (PRESENT + REST)

@@ -14,8 +14,10 @@ from .transport import SerialTransport
 
 __all__ = ["SimBackend", "VIRTUAL_BOARD"]
 
-#: The virtual board's defaults: the iCEBreaker's core (iCE40UP5K: 256 neurons, 64k synapses in
-#: single-ported SPRAM, one bank) at its clock and UART divisor (12 MHz, 3 Mbaud).
+#: The virtual board's defaults: the iCEBreaker's sizes (iCE40UP5K: 256 neurons, 64k synapses in
+#: single-ported SPRAM, one bank) at its clock and UART divisor (12 MHz, 3 Mbaud), with every
+#: optional part (the iCEBreaker's own build leaves out pacing, the winner-take-all pool and the
+#: adaptive threshold to fit its logic cells: ``docs/boards.md``).
 VIRTUAL_BOARD = dict(config=CoreConfig(n_inputs=128, n_neurons=256, n_recurrent=128), banks=1,
                      memory="spram", hash_rounds_per_stage=4, clock_hz=12_000_000, divisor=4)
 

@@ -20,9 +20,10 @@ from plasticore.config import REGISTERS, CoreConfig
 from plasticore.host.link import Link, LinkError, LinkException, LinkLost, LinkTimeout, RunEnd
 from plasticore.host.transport import SerialTransport, Transport, TransportError
 from plasticore.image import CoreImage
-from plasticore.protocol import (END, END_OF_TICK, ESC, MAX_BODY, MAX_SPIKES, ErrorCode, Frame,
-                                 FrameError, IdentifyInfo, LinkStatus, Opcode, Reply, RunFlags,
-                                 SlipDecoder, TickFrame, build_frame, parse_frame, slip_encode)
+from plasticore.protocol import (END, END_OF_TICK, ESC, MAX_BODY, MAX_SPIKES, OPTIONAL_FEATURES,
+                                 ErrorCode, Frame, FrameError, IdentifyInfo, LinkStatus, Opcode,
+                                 Reply, RunFlags, SlipDecoder, TickFrame, build_frame, parse_frame,
+                                 slip_encode)
 from plasticore.sim.link_model import ModelPeer, PtyPeer
 from plasticore.sim.model import GoldenModel
 from plasticore.sim.stimulus import random_image
@@ -68,8 +69,9 @@ def _firing_image(config, seed=0):
 
 def test_identify_and_status(link):
     assert link.info == IdentifyInfo(version=1, n_inputs=24, n_neurons=72, n_recurrent=8,
-                                     banks=1, capabilities=2, queue_depth=DEPTH, rx_buffer=512,
-                                     clock_hz=12_000_000, baud_divisor=4)
+                                     banks=1, capabilities=int(OPTIONAL_FEATURES),
+                                     queue_depth=DEPTH, rx_buffer=512, clock_hz=12_000_000,
+                                     baud_divisor=4)
     assert link.status() == LinkStatus(running=0, ticks_left=0, t=0, queue_free=DEPTH,
                                        queued_ticks=0, rx_overflows=0, framing_errors=0,
                                        bad_frames=0, tick_frames=0)
