@@ -25,6 +25,7 @@ import numpy as np
 from plasticore.config import REGISTERS, REGISTERS_BY_NAME, CoreConfig
 from plasticore.hdl.core import Space, Status
 from plasticore.protocol import (END, END_OF_TICK, ESC, ESC_END, MAX_SPIKES, MAX_WORDS,
+                                 OPTIONAL_FEATURES,
                                  PROTOCOL_VERSION, Capability, ErrorCode, IdentifyInfo, Opcode,
                                  Reply, RunFlags, TickFrame, build_frame, crc16,
                                  slip_encode)
@@ -126,7 +127,7 @@ async def identify_matches_the_configuration(dut, seq):
     assert info == IdentifyInfo(
         version=PROTOCOL_VERSION, n_inputs=p["n_inputs"], n_neurons=p["n_neurons"],
         n_recurrent=p["n_recurrent"], banks=p["banks"],
-        capabilities=int(Capability.PACED | (Capability.SPRAM if p["spram"] else 0)),
+        capabilities=int(OPTIONAL_FEATURES | (Capability.SPRAM if p["spram"] else 0)),
         queue_depth=p["queue_depth"], rx_buffer=p["rx_buffer"], clock_hz=p["clock_hz"],
         baud_divisor=p["divisor"]), info
     status = await tb.status()
