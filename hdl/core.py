@@ -349,9 +349,13 @@ class Core(wiring.Component):
         counter_init = [0] * (2 * _REG_COPY)
         counter_init[Status.CONFIG_SIZES] = cfg.n_inputs | (cfg.n_neurons << 16)
         counter_init[Status.CONFIG_CORE] = cfg.n_recurrent | (B << 16) | (int(spram) << 24)
+        # On an ECP5 (which has distributed RAM) the 64 words go to LUTs: the largest presets
+        # give every block RAM to the synapses.
+        counter_attrs = dict(NO_RW_CHECK)
+        if getattr(platform, "family", None) == "ecp5":
+            counter_attrs["ram_style"] = "distributed"
         m.submodules.counters = counter_mem = Memory(shape=32, depth=2 * _REG_COPY,
-                                                     init=counter_init,
-                                                     attrs=NO_RW_CHECK)
+                                                     init=counter_init, attrs=counter_attrs)
         counter_w = counter_mem.write_port()
         counter_r = registered_read_port(m, counter_mem, "counters")
         # This tick's counts.
