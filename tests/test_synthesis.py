@@ -66,9 +66,6 @@ def test_up5k_synthesises_and_fits():
     assert result.fits(), f"UP5K preset exceeds the device: {', '.join(result.over())}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the whole UP5K SoC does not fit yet: about 6,050 estimated logic cells of 5,280 "
-    "(block RAM, SPRAM and DSP fit); remove this mark when it does"))
 def test_up5k_soc_synthesises_and_fits():
     """The whole SoC a board runs: UART, FIFOs, SLIP, engine and core, in the UP5K."""
     result = synthesize(UP5K, soc=True)
