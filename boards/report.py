@@ -87,6 +87,24 @@ def format_doc(results: Sequence[tuple[Board, BuildResult]]) -> str:
         "|" + "---|" * (HEADER.count("|") - 1),
     ]
     lines += [format_row(board, result) for board, result in results]
+    for board, _ in results:
+        p = board.preset
+        missing = [what for what, built in (
+            ("tick pacing", p.paced), ("the winner-take-all pool", p.wta),
+            ("the adaptive threshold", p.adaptive_threshold),
+            ("the list of active source groups (column walks visit every source)", p.trace_list))
+            if not built]
+        if missing:
+            lines += ["", _wrap(f"To fit, the {board.title}'s core leaves out "
+                                f"{', '.join(missing)}: IDENTIFY reports what a core has "
+                                "(`docs/protocol.md`, section 6), and the host refuses a network "
+                                "that needs a missing part before loading it. Networks that need "
+                                "them run on the ULX3S and on the virtual board.")]
+    left_out = [name for name in BOARDS if name not in {board.name for board, _ in results}]
+    if left_out:
+        lines += ["", _wrap(f"Not in this table (not built for this report): "
+                            f"{', '.join(left_out)}; `plasticore build --board NAME` builds one "
+                            "and prints its numbers.")]
     lines += [
         "",
         _wrap("To repeat them (cached builds cost nothing; a first ECP5-85F build takes several "

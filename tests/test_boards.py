@@ -347,8 +347,6 @@ def _check_build(name, capsys):
     assert time.monotonic() - start < 5
 
 
-@pytest.mark.xfail(strict=False, reason="the UP5K SoC does not fit the iCE40UP5K yet (6,197 of "
-                   "5,280 logic cells with the board top-level); remove this mark once it does")
 def test_icebreaker_bitstream_builds_and_meets_timing(capsys):
     _check_build("icebreaker", capsys)
 
