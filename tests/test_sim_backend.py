@@ -13,11 +13,13 @@ from plasticore.host import Device, Network
 CONFIG = CoreConfig(n_inputs=8, n_neurons=8, n_recurrent=4)
 
 
-def learning_network():
+def learning_network(*, wta=True, th_plus=30):
+    """The end-to-end network; a core without the winner-take-all pool or the adaptive
+    threshold (the iCEBreaker's) runs it with ``wta=False, th_plus=0``."""
     net = Network("e2e")
     inputs = net.inputs(6, name="inputs")
     hidden = net.population(4, name="hidden", threshold=120, leak_shift=2, refractory=1,
-                            th_plus=30, wta=True)
+                            th_plus=th_plus, wta=wta)
     out = net.population(4, name="out", threshold=90, leak_shift=3, bias=5)
     net.connect(inputs, hidden, weights=("uniform", 20, 90, 4), name="in->hidden")
     net.connect(hidden, out, weights=("uniform", 30, 120, 5), plasticity=1, name="hidden->out")
@@ -26,8 +28,8 @@ def learning_network():
     return net, inputs, hidden, out
 
 
-def run(backend, config):
-    net, inputs, hidden, out = learning_network()
+def run(backend, config, **network):
+    net, inputs, hidden, out = learning_network(**network)
     rng = np.random.default_rng(2)
     raster = rng.random((60, len(inputs))) < 0.35
     with Device(backend, config=config) as dev:
