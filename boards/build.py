@@ -29,6 +29,7 @@ misses timing, and :func:`build` checks the report again. Yosys runs ``synth_ice
 
 from __future__ import annotations
 
+from .. import cache_root
 import dataclasses
 import datetime
 import fcntl
@@ -51,8 +52,7 @@ from .targets import Board
 __all__ = ["BuildError", "BuildResult", "build", "cached_result", "toolchain_environment",
            "tool_versions", "BUILD_ROOT"]
 
-BUILD_ROOT = Path(os.environ.get("PLASTICORE_CACHE")
-                  or Path.home() / ".cache" / "plasticore") / "boards"
+BUILD_ROOT = cache_root() / "boards"
 
 #: The YoWASP tools (console scripts of PyPI packages) and openFPGALoader, by the environment
 #: variable Amaranth's build scripts (and :mod:`.flash`) look them up by.
@@ -339,7 +339,7 @@ def build(board: Board, *, seed: int = 1, build_root: Path | None = None, force:
     seed : int
         nextpnr's placer seed.
     build_root : Path, optional
-        Default ``build/boards`` in the repository.
+        Default :data:`BUILD_ROOT` (``boards`` in :func:`plasticore.cache_root`).
     force : bool
         Build even if a result (a success or a failure) is cached.
     progress : callable, optional

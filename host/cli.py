@@ -169,7 +169,7 @@ def main(argv=None) -> int:
     build.add_argument("--board", required=True, choices=list(BOARDS))
     build.add_argument("--seed", type=_seed, default=1, help="nextpnr placer seed (default 1)")
     build.add_argument("--build-dir", type=Path, default=None,
-                       help="build cache root (default build/boards in the repository)")
+                       help="build cache root (default: boards in the cache, ~/.cache/plasticore)")
     build.add_argument("--force", action="store_true", help="build even if cached")
     build.add_argument("--report", action="store_true",
                        help="then rewrite docs/boards.md from every board's build")

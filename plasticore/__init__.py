@@ -7,3 +7,12 @@ configuration lives in :mod:`plasticore.config` and is shared by all of them.
 """
 
 __version__ = "0.1.0"
+
+
+def cache_root():
+    """Where builds are cached (Verilator models, synthesis runs, bitstreams), each under a
+    content hash: ``$PLASTICORE_CACHE``, or else ``~/.cache/plasticore``. It is outside the
+    clone, so a fresh clone of an unchanged design finds its builds there."""
+    import os
+    from pathlib import Path
+    return Path(os.environ.get("PLASTICORE_CACHE") or Path.home() / ".cache" / "plasticore")

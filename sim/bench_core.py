@@ -4,7 +4,7 @@ Run it as ``python -m plasticore.sim.bench_core [--preset up5k|ecp5-85f|all] [--
 [--seed S]``. For each preset (:data:`plasticore.hdl.presets.PRESETS`) it
 
 1. builds the preset's core, instrumented (``BANK_ACCESSES`` and ``WALK_CYCLES`` counted), in
-   Verilator (cached under ``build/sim`` like every core build);
+   Verilator (cached under ``sim`` in :func:`plasticore.cache_root` like every core build);
 2. loads the reference workload (:func:`reference_network`, :func:`reference_stimulus`): a
    network compiled with :class:`plasticore.host.Network` and Poisson input, learning on, so that
    every tick has row walks (presynaptic events, phase B) and column walks (postsynaptic spikes,
@@ -31,6 +31,7 @@ simulator.
 
 from __future__ import annotations
 
+from .. import cache_root
 import argparse
 import contextlib
 import dataclasses
@@ -55,7 +56,7 @@ __all__ = [
 ]
 
 REPO = Path(__file__).resolve().parents[1]
-BUILD_ROOT = REPO / "build" / "sim"
+BUILD_ROOT = cache_root() / "sim"
 BENCH_ROOT = REPO / "build" / "bench"
 TOP = "core"
 TB_MODULE = "plasticore.sim.bench_core_tb"

@@ -4,7 +4,7 @@ Run it as ``python -m plasticore.sim.bench_link [--preset small|up5k] [--ticks N
 [--spikes-per-tick S] [--outputs-per-tick K] [--learn] [--seed S] [--poll-interval N]
 [--free-running]``. It
 
-1. builds (or reuses, from the cache ``build/sim`` that :class:`plasticore.host.sim_backend.
+1. builds (or reuses, from the build cache that :class:`plasticore.host.sim_backend.
    SimBackend` fills) the virtual board of the preset: the whole SoC in Verilator, its UART
    bridged bit by bit to a pseudo-terminal (:mod:`plasticore.sim.vboard`), and starts it in
    lockstep with the host (see *Measurement*);

@@ -1,6 +1,6 @@
 """Cached Verilog generation, Verilator builds and cocotb runs.
 
-The cocotb tests and the virtual board share one build cache under ``build/sim``:
+The cocotb tests and the virtual board share one build cache, ``sim`` in :func:`plasticore.cache_root` (``~/.cache/plasticore``):
 
 * :func:`write_verilog` converts an Amaranth design and stores the text in a folder named after
   the design and a hash of the text, ``<name>-<sha1[:12]>/<name>.v``. Unchanged gateware maps to
@@ -102,7 +102,7 @@ def _write_atomically(path: Path, data: str) -> None:
 def write_verilog(
     component_or_elaboratable,
     name: str,
-    out_root: Path = Path("build/sim"),
+    out_root: Path | None = None,
     *,
     ports=None,
 ) -> Path:
@@ -136,6 +136,9 @@ def write_verilog(
     # emit_src=False: source attributes carry absolute paths and line numbers, so any edit to
     # any Python file would change the hash and force a rebuild.
     text = verilog.convert(component_or_elaboratable, name=name, ports=ports, emit_src=False)
+    if out_root is None:
+        from .. import cache_root
+        out_root = cache_root() / "sim"
     folder = Path(out_root).resolve() / f"{name}-{_sha1(text)[:12]}"
     path = folder / f"{name}.v"
     if not path.is_file():

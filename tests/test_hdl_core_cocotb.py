@@ -4,7 +4,7 @@ The cocotb modules in ``tests/cocotb_tb/`` do the work (``core_random``: long ra
 ``core_directed``: corner cases); the functions here build the core and run them. Builds are few
 on purpose, because each costs tens of seconds of C++ compilation: one block-RAM core that every
 random and directed test shares, one SPRAM core for a few seeds, and one deliberately broken
-core for the negative control. All three are cached by content hash under ``build/sim``
+core for the negative control. All three are cached by content hash (``sim`` in :func:`plasticore.cache_root`)
 (:func:`~plasticore.sim.build.build_cocotb`), so an unchanged core is never rebuilt.
 """
 
@@ -19,6 +19,7 @@ import pytest
 
 import plasticore.hdl.core as core_module
 import plasticore.hdl.datapath as datapath_module
+from plasticore import cache_root
 from plasticore.config import CoreConfig
 from plasticore.hdl.core import Core
 from plasticore.hdl.datapath import SynapseUpdate
@@ -31,7 +32,7 @@ from plasticore.sim.stimulus import random_image
 
 from cocotb_tb import core_directed, core_random
 
-BUILD_ROOT = Path(__file__).resolve().parents[1] / "build" / "sim"
+BUILD_ROOT = cache_root() / "sim"
 TOP = "core"
 CONFIG = CoreConfig(n_inputs=16, n_neurons=16, n_recurrent=8)
 BANKS = 4

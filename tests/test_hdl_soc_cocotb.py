@@ -6,7 +6,7 @@ and ``uart_tx``, every frame compared byte for byte with :class:`~plasticore.sim
 ModelPeer`. The functions here build the SoC once (a small core: 8 inputs, 8 neurons, 4
 recurrent, one SPRAM bank, as the virtual board's small configuration) and run the module in two
 groups of about equal length, so that pytest-xdist runs them side by side. The build is cached by
-content hash under ``build/sim`` (:func:`~plasticore.sim.build.build_cocotb`).
+content hash (``sim`` in :func:`plasticore.cache_root`) (:func:`~plasticore.sim.build.build_cocotb`).
 """
 
 import json
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from plasticore import cache_root
 from plasticore.config import CoreConfig
 from plasticore.hdl.core import Space
 from plasticore.hdl.soc import SoC
@@ -22,7 +23,7 @@ from plasticore.sim.build import build_cocotb, run_cocotb, write_verilog
 
 from cocotb_tb import soc_link
 
-BUILD_ROOT = Path(__file__).resolve().parents[1] / "build" / "sim"
+BUILD_ROOT = cache_root() / "sim"
 TOP = "soc"
 CONFIG = CoreConfig(n_inputs=8, n_neurons=8, n_recurrent=4)
 SOC_ARGS = dict(banks=1, memory="spram", hash_rounds_per_stage=4, clock_hz=12_000_000,

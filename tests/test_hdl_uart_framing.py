@@ -19,6 +19,7 @@ from amaranth.lib.memory import Memory, MemoryData, WritePort
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
+from plasticore import cache_root
 from plasticore import protocol
 from plasticore.hdl.framing import (BodyByte, Crc16, FrameStatus, SlipDecoder, SlipEncoder,
                                     frame_done_layout)
@@ -29,7 +30,7 @@ from plasticore.sim.build import build_cocotb, run_cocotb, write_verilog
 from cocotb_tb import uart_echo
 
 CLOCK_PERIOD = 1e-6
-BUILD_ROOT = Path(__file__).resolve().parents[1] / "build" / "sim"
+BUILD_ROOT = cache_root() / "sim"
 SPECIALS = (END, ESC, ESC_END, ESC_ESC)
 
 

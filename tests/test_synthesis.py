@@ -3,7 +3,7 @@
 Two designs per preset: the bare core (in :class:`~plasticore.boards.synth.SynthTop`, its ports
 the core's), and the whole SoC (UART, FIFOs, SLIP framing, command engine and core) that a board
 runs. Each synthesis takes about a minute on a small machine (the ECP5 ones several); results
-are cached under ``build/synth`` by a hash of the netlist and script, so unchanged gateware is
+are cached (``synth`` in :func:`plasticore.cache_root`) by a hash of the netlist and script, so unchanged gateware is
 not synthesised again. Run with ``-rP`` (or ``-s``) to see the resource tables.
 """
 

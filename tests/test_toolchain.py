@@ -8,6 +8,7 @@ from amaranth import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from plasticore import cache_root
 from plasticore.sim.build import VerilatorBuildError, build_cocotb, run_cocotb, write_verilog
 from plasticore.sim.toolchain import (
     ToolchainError,
@@ -19,7 +20,7 @@ from plasticore.sim.toolchain import (
 
 from cocotb_tb import smoke_counter
 
-BUILD_ROOT = Path(__file__).resolve().parents[1] / "build" / "sim"
+BUILD_ROOT = cache_root() / "sim"
 SMOKE_TOP = "smoke_counter"
 SMOKE_MODULE = smoke_counter.__name__
 

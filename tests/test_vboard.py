@@ -6,7 +6,7 @@ harness serialises comes straight back and every byte the host writes echoes: th
 UART in the design. ``FrameTop`` transmits a fixed bit pattern with alternately good and broken
 stop bits, to check mid-bit sampling, bit order and framing-error counting.
 
-Each distinct top is compiled once and cached under ``build/sim`` like the cocotb builds.
+Each distinct top is compiled once and cached (``sim`` in :func:`plasticore.cache_root`) like the cocotb builds.
 """
 
 import os
@@ -24,10 +24,11 @@ from amaranth import Const, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from plasticore import cache_root
 from plasticore.sim.build import VerilatorBuildError
 from plasticore.sim.vboard import BoardStats, VirtualBoard, VirtualBoardError, build_virtual_board
 
-BUILD_ROOT = Path(__file__).resolve().parents[1] / "build" / "sim"
+BUILD_ROOT = cache_root() / "sim"
 DIVISOR = 16
 BAUD = 115200  # meaningless on a pseudo-terminal, but pyserial wants one
 FRAME_BYTE = 0xA7  # asymmetric, so a reversed bit order shows

@@ -54,6 +54,7 @@ from dataclasses import dataclass, fields
 from importlib import metadata
 from pathlib import Path
 
+from ... import cache_root
 from ..build import DEFAULT_BUILD_ARGS, VerilatorBuildError, write_verilog
 from ..toolchain import check_host_tools, prepare_environment, verilator_root
 
@@ -254,7 +255,7 @@ def build_virtual_board(
     name: str,
     *,
     divisor: int,
-    out_root: Path = Path("build/sim"),
+    out_root: Path | None = None,
     ports=None,
     build_args: Sequence[str] = (),
     jobs: int | None = None,
@@ -290,7 +291,8 @@ def build_virtual_board(
         Clock cycles per UART bit, compiled in as the default (``--divisor`` overrides it at run
         time, see :class:`VirtualBoard`). It must match the design's UART; at least 2.
     out_root : pathlib.Path, optional
-        Root of the build cache, shared with :func:`plasticore.sim.build.write_verilog`.
+        Root of the build cache, shared with :func:`plasticore.sim.build.write_verilog`
+        (default: ``sim`` in :func:`plasticore.cache_root`).
     ports : optional
         Passed to :func:`~plasticore.sim.build.write_verilog` for designs that are not components.
     build_args : sequence of str, optional
@@ -323,6 +325,8 @@ def build_virtual_board(
         raise ValueError(f"Module name must be a Verilog identifier, not {name!r}")
     if isinstance(divisor, bool) or not isinstance(divisor, int) or not 2 <= divisor <= 0xFFFFFF:
         raise ValueError(f"divisor must be an integer from 2 to 16777215, not {divisor!r}")
+    if out_root is None:
+        out_root = cache_root() / "sim"
     verilog_path = write_verilog(top_elaboratable, name, out_root, ports=ports)
     _check_ports(verilog_path.read_text(encoding="utf-8"), name)
     harness = HARNESS_PATH.read_text(encoding="utf-8")
