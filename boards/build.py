@@ -29,7 +29,6 @@ misses timing, and :func:`build` checks the report again. Yosys runs ``synth_ice
 
 from __future__ import annotations
 
-from .. import cache_root
 import dataclasses
 import datetime
 import fcntl
@@ -45,6 +44,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from .. import cache_root
 from .. import config as _config
 from .. import hdl as _hdl
 from .targets import Board

@@ -14,10 +14,9 @@ from amaranth.lib.wiring import In, Out
 from ..config import REGISTERS, CoreConfig
 from ..protocol import (END_OF_TICK, MAX_BODY, MAX_SPIKES, MAX_WORDS, PROTOCOL_VERSION,
                         Capability, ErrorCode, IdentifyInfo, Opcode, Reply)
-from .datapath import feature_value_ok
 from .core import (NO_RW_CHECK, Command, Kind, Op, Response, Space, Status, register_value_ok,
                    registered_read_port)
-from .datapath import lt_const
+from .datapath import feature_value_ok, lt_const
 from .framing import BodyByte, FrameStatus, frame_done_layout
 
 __all__ = ["CommandEngine"]

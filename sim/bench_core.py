@@ -31,7 +31,6 @@ simulator.
 
 from __future__ import annotations
 
-from .. import cache_root
 import argparse
 import contextlib
 import dataclasses
@@ -45,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import cache_root
 from ..config import CoreConfig
 from ..host.network import CompiledNetwork, Network
 
