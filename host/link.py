@@ -642,26 +642,25 @@ class Link:
         LinkLost
             If TICK frames were lost before it.
         """
-        deadline = time.monotonic() + (self._timeout if timeout is None else timeout)
-        while not self._ticks:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise LinkTimeout(f"no TICK frame from {self._transport.name} within "
-                                  f"{self._timeout if timeout is None else timeout:g} s")
-            self._pump(remaining)
-        return self._take(self._ticks, "this TICK frame")
+        return self._wait_for(self._ticks, "TICK", "this TICK frame", timeout)
 
     def wait_run_end(self, timeout: float | None = None) -> RunEnd:
         """The next RUN_END frame, waiting up to ``timeout`` seconds; TICK frames that arrive
         meanwhile stay queued for :meth:`next_tick`."""
-        deadline = time.monotonic() + (self._timeout if timeout is None else timeout)
-        while not self._run_ends:
+        return self._wait_for(self._run_ends, "RUN_END", "the RUN_END frame", timeout)
+
+    def _wait_for(self, queue, kind: str, what: str, timeout: float | None):
+        """The first frame of ``queue`` (of ``kind``), reading the link for up to ``timeout``
+        seconds (the link's own timeout if None)."""
+        timeout = self._timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while not queue:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise LinkTimeout(f"no RUN_END frame from {self._transport.name} within "
-                                  f"{self._timeout if timeout is None else timeout:g} s")
+                raise LinkTimeout(f"no {kind} frame from {self._transport.name} within "
+                                  f"{timeout:g} s")
             self._pump(remaining)
-        return self._take(self._run_ends, "the RUN_END frame")
+        return self._take(queue, what)
 
     def stream_run(self, ticks: int, inputs_per_tick: Iterable, *, learn: bool = False,
                    on_tick: Callable[[int, TickFrame], None] | None = None, period: int = 0,
