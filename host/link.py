@@ -170,13 +170,9 @@ class Link:
     def __init__(self, transport: Transport, *, timeout: float = 1.0, window: int = 8):
         if not isinstance(transport, Transport):
             raise TypeError(f"transport must be a Transport, not {transport!r}")
-        if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
-            raise TypeError(f"timeout must be a number of seconds, not {timeout!r}")
-        if not 0 < timeout < math.inf:
-            raise ValueError(f"timeout = {timeout} must be > 0 and finite")
         window = _int_arg("window", window, 1, 64)
         self._transport = transport
-        self._timeout = float(timeout)
+        self.timeout = timeout
         self._window = window
         self._decoder = SlipDecoder(limit=MAX_REPLY_BODY)
         self._seq = 0
@@ -204,7 +200,17 @@ class Link:
 
     @property
     def timeout(self) -> float:
+        """Seconds to wait for each reply (see :class:`Link`); may be changed at any time, and
+        a run in progress uses the new value from its next wait on."""
         return self._timeout
+
+    @timeout.setter
+    def timeout(self, timeout: float) -> None:
+        if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
+            raise TypeError(f"timeout must be a number of seconds, not {timeout!r}")
+        if not 0 < timeout < math.inf:
+            raise ValueError(f"timeout = {timeout} must be > 0 and finite")
+        self._timeout = float(timeout)
 
     @property
     def info(self) -> IdentifyInfo | None:
@@ -749,10 +755,9 @@ class Link:
                                 f"call reset_state() (or run them) first")
         flags = RunFlags.INPUTS | (RunFlags.LEARN if learn else 0)
         source = iter(inputs_per_tick)
-        tick_timeout = self._tick_timeout(period)
         self.run(ticks, flags, period)
         try:
-            return self._stream(ticks, source, info, on_tick, lockstep, tick_timeout)
+            return self._stream(ticks, source, info, on_tick, lockstep, period)
         except BaseException:
             if self._running:
                 try:
@@ -762,7 +767,7 @@ class Link:
                     pass  # the original error is the one worth reporting
             raise
 
-    def _stream(self, ticks, source, info, on_tick, lockstep, tick_timeout):
+    def _stream(self, ticks, source, info, on_tick, lockstep, period):
         n_inputs, depth = info.n_inputs, info.queue_depth
         share = min(MAX_SPIKES, max(1, depth // _QUEUE_SHARE))
         results: list[tuple[int, ...]] = []
@@ -771,9 +776,12 @@ class Link:
         ends_sent = 0       # END_OF_TICK entries sent
         sent: collections.deque[tuple[int, str]] = collections.deque()  # awaiting their ACK
         first_t = None
+        # Read again at every new wait: the link's timeout may be changed during the run.
+        tick_timeout = self._tick_timeout(period)
         deadline = time.monotonic() + tick_timeout
         while len(results) < ticks:
             if self._collect_acks(sent):
+                tick_timeout = self._tick_timeout(period)
                 deadline = time.monotonic() + tick_timeout
             while self._ticks and len(results) < ticks:
                 tick = self._take(self._ticks, f"tick {len(results)} of the run")
@@ -785,6 +793,7 @@ class Link:
                 results.append(tuple(tick.spikes))
                 if on_tick is not None:
                     on_tick(len(results) - 1, tick)
+                tick_timeout = self._tick_timeout(period)
                 deadline = time.monotonic() + tick_timeout
             if len(results) == ticks:
                 break
@@ -818,6 +827,7 @@ class Link:
                     for _ in range(n):
                         outbox.popleft()
                     ends_sent += entries.count(END_OF_TICK)
+                    tick_timeout = self._tick_timeout(period)
                     deadline = time.monotonic() + tick_timeout
                     continue
             remaining = deadline - time.monotonic()

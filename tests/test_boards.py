@@ -317,7 +317,7 @@ def _build_through_the_cli(name, capsys):
     assert "Traceback" not in captured.err
     start = time.monotonic()
     result = cached_result(board_named(name))
-    assert result is not None and time.monotonic() - start < 5   # the cache answers quickly
+    assert result is not None and time.monotonic() - start < 30   # not a build: minutes
     assert code == (0 if result.ok else 1), captured.err
     return result, captured
 
@@ -344,7 +344,7 @@ def _check_build(name, capsys):
     start = time.monotonic()
     again = board_build.build(board)
     assert again.cached and again.directory == result.directory
-    assert time.monotonic() - start < 5
+    assert time.monotonic() - start < 30
 
 
 def test_icebreaker_bitstream_builds_and_meets_timing(capsys):

@@ -17,6 +17,8 @@ from plasticore.protocol import (OPTIONAL_FEATURES, Capability, ErrorCode, Opcod
                                  SlipDecoder, build_frame, parse_frame)
 from plasticore.sim.link_model import ModelPeer, PtyPeer
 
+from pty_board import SLOW, pty_board
+
 CFG = CoreConfig(n_inputs=8, n_neurons=8, n_recurrent=4)
 BARE = Capability(0)
 
@@ -102,11 +104,11 @@ def test_features_needed_names_the_neurons():
 
 def test_the_host_refuses_a_network_the_core_cannot_run_before_sending_it():
     with PtyPeer(ModelPeer(CFG, features=BARE)) as pty:
-        with Device(pty.path) as board:
+        with Device(pty_board(pty.path)) as board:
             net, _, _ = small_network(wta=True, th_plus=0)
             with pytest.raises(ValueError, match=r"WTA \(neurons 0, 1, 2, 3\).*built without"):
                 board.load(net)
-        with Link(SerialTransport(pty.path)) as link:
+        with Link(SerialTransport(pty.path), timeout=SLOW) as link:
             link.identify()
             with pytest.raises(ValueError, match="period = 500.*without tick pacing"):
                 link.run(10, period=500)
@@ -117,7 +119,7 @@ def test_a_bare_core_runs_what_it_can_exactly_as_the_model():
     net, inputs, out = small_network(wta=False, th_plus=0)
     raster = np.random.default_rng(2).random((40, 6)) < 0.4
     with PtyPeer(ModelPeer(CFG, features=BARE)) as pty:
-        with Device(pty.path) as board, Device("model", config=CFG) as model:
+        with Device(pty_board(pty.path)) as board, Device("model", config=CFG) as model:
             results = []
             for dev in (board, model):
                 dev.load(net)

@@ -14,6 +14,8 @@ from plasticore.protocol import ErrorCode, RunFlags
 from plasticore.sim.link_model import ModelPeer, PtyPeer
 from plasticore.sim.stimulus import random_image, random_stimulus
 
+from pty_board import pty_board
+
 CFG = CoreConfig(n_inputs=16, n_neurons=24, n_recurrent=8)
 
 
@@ -45,7 +47,7 @@ def _network(seed=5):
 def test_device_on_the_pty_equals_the_golden_model(pty):
     net, pixels, layer, inhib, hidden, ff = _network()
     rng = np.random.default_rng(11)
-    with Device(pty.path) as board, Device("model", config=CFG) as model:
+    with Device(pty_board(pty.path)) as board, Device("model", config=CFG) as model:
         assert isinstance(board.backend, LinkBackend) and board.config == CFG
         for dev in (board, model):
             dev.load(net)
@@ -90,7 +92,7 @@ def test_random_images_run_alike(seed):
     cfg = image.config
     spikes, learn = random_stimulus(seed, cfg.n_inputs, ticks=60)
     peer = ModelPeer(cfg, queue_depth=cfg.n_inputs + 1 + seed % 3)
-    with PtyPeer(peer) as pty, LinkBackend(SerialTransport(pty.path)) as board:
+    with PtyPeer(peer) as pty, pty_board(pty.path) as board:
         model = ModelBackend(cfg)
         for backend in (board, model):
             backend.load(image)
@@ -114,7 +116,7 @@ def test_random_images_run_alike(seed):
 
 def test_load_reaches_every_field(pty):
     image = random_image(4, sizes=(CFG.n_inputs, CFG.n_neurons, CFG.n_recurrent))
-    with LinkBackend(SerialTransport(pty.path)) as board:
+    with pty_board(pty.path) as board:
         board.load(image)
         with pty.lock:
             model = pty.peer.core.model
@@ -133,7 +135,7 @@ def test_load_reaches_every_field(pty):
 
 
 def test_block_write_and_read(pty):
-    with LinkBackend(SerialTransport(pty.path)) as board:
+    with pty_board(pty.path) as board:
         assert not board.read_synapses().any()    # a new backend holds the blank image
         words = pack_synapses(w=np.arange(6).reshape(2, 3) + 1, p=2)
         board.write_synapses(words, 3, 1)
@@ -153,10 +155,10 @@ def test_block_write_and_read(pty):
 def test_construction_stops_a_leftover_run_and_loads_blank(pty):
     with pty.lock:
         pty.peer.core.write_word(1, 5, 0xFFFF)
-    with LinkBackend(SerialTransport(pty.path)) as first:
+    with pty_board(pty.path) as first:
         first.link.run(0, RunFlags.INPUTS)   # left running by a host that went away
         first.link.spikes([1, 2])
-    with LinkBackend(SerialTransport(pty.path)) as board:
+    with pty_board(pty.path) as board:
         status = board.link.status()
         assert status.running == 0 and status.queue_free == 32
         assert not board.read_synapses().any()
@@ -166,7 +168,7 @@ def test_construction_stops_a_leftover_run_and_loads_blank(pty):
 
 
 def test_closed_backend_refuses_work_and_closes_its_port(pty):
-    board = LinkBackend(SerialTransport(pty.path))
+    board = pty_board(pty.path)
     board.close()
     board.close()
     with pytest.raises(RuntimeError, match=r"LinkBackend is closed"):
@@ -192,7 +194,7 @@ def test_device_serial_port_arguments(pty):
 
 def test_a_tick_too_wide_for_the_queue_is_refused_before_running():
     cfg = CoreConfig(n_inputs=8, n_neurons=4, n_recurrent=0)
-    with PtyPeer(ModelPeer(cfg, queue_depth=6)) as pty, Device(pty.path) as dev:
+    with PtyPeer(ModelPeer(cfg, queue_depth=6)) as pty, Device(pty_board(pty.path)) as dev:
         net = Network()
         inputs = net.inputs(8)
         net.connect(inputs, net.population(4), weights=1)

@@ -202,7 +202,7 @@ def test_stop_is_prompt_and_the_process_is_gone(loopback_exe):
     assert board.running and os.path.exists(board.port)
     start = time.monotonic()
     stats = board.stop()
-    assert time.monotonic() - start < 2.0
+    assert time.monotonic() - start < 5.0   # far below stop_timeout (10 s): SIGTERM is served
     assert not board.running
     assert process_gone(pid)
     assert stats.reason == "signal" and stats.cycles > 0
