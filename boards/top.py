@@ -7,8 +7,6 @@ board's USB-UART bridge (``platform.request("uart", 0)``; RX resynchronised, idl
 drives three LEDs (:class:`StatusLEDs`): a heartbeat, a run in progress, and an error.
 """
 
-import warnings
-
 from amaranth import ClockDomain, ClockSignal, Elaboratable, Module, Mux, Signal
 from amaranth.lib import io, wiring
 from amaranth.lib.cdc import FFSynchronizer, ResetSynchronizer
@@ -194,22 +192,17 @@ class BoardTop(Elaboratable):
         m.submodules.reset_sync = ResetSynchronizer(~por.ready, domain="sync")
 
         m.submodules.soc = soc = self._soc
-        # The UART pins and the LEDs are requested with their buffers (Amaranth 0.5 deprecates
-        # this in favour of dir="-" and io.Buffer). Kept for now because the checked builds
-        # (docs/boards.md: the iCEBreaker at 98% of its logic cells) are of this netlist; moving
-        # to io.Buffer renames cells, which means rebuilding and re-checking both boards.
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=DeprecationWarning,
-                                    message="Using platform.request without")
-            uart = platform.request("uart", 0)
-            leds_io = {role: platform.request(*board.leds[role])
-                       for role in ("heartbeat", "running", "error")}
-        m.submodules.rx_sync = FFSynchronizer(uart.rx.i, soc.uart_rx, init=1)
-        m.d.comb += uart.tx.o.eq(soc.uart_tx)
+        uart_io = platform.request("uart", 0, dir="-")
+        m.submodules.uart_rx_buf = uart_rx_buf = io.Buffer("i", uart_io.rx)
+        m.submodules.uart_tx_buf = uart_tx_buf = io.Buffer("o", uart_io.tx)
+        m.submodules.rx_sync = FFSynchronizer(uart_rx_buf.i, soc.uart_rx, init=1)
+        m.d.comb += uart_tx_buf.o.eq(soc.uart_tx)
 
         m.submodules.leds = leds = StatusLEDs(board.clock_hz)
         m.d.comb += [leds.running.eq(soc.running), leds.error.eq(soc.error)]
         for role, led in (("heartbeat", leds.heartbeat_led), ("running", leds.running_led),
                           ("error", leds.error_led)):
-            m.d.comb += leds_io[role].o.eq(led)
+            led_io = platform.request(*board.leds[role], dir="-")
+            m.submodules[f"{role}_led_buf"] = led_buf = io.Buffer("o", led_io)
+            m.d.comb += led_buf.o.eq(led)
         return m
