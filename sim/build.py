@@ -361,8 +361,8 @@ def run_cocotb(
         Dotted name of the module with the ``@cocotb.test`` functions; must be importable here.
     test_dir : pathlib.Path, optional
         Folder to run in, which receives ``results.xml`` and waveforms. Defaults to a folder under
-        *build_dir* named after the module, the selection and the xdist worker, so concurrent runs
-        never share one.
+        *build_dir* named after the module, the selection and the xdist worker; runs in one folder
+        (from two test sessions at once) take turns.
     testcase : str or sequence of str, optional
         Run only these tests. An explicitly selected test runs even if it is marked
         ``skip=True``, which is how deliberately failing controls are kept out of normal runs.
@@ -412,40 +412,46 @@ def run_cocotb(
     )
     test_dir.mkdir(parents=True, exist_ok=True)
     results_xml = test_dir / "results.xml"
+    # Another session's run in the same folder waits; and the results read are this run's, not
+    # a file an earlier run left (a simulator that dies before writing one must not pass; cocotb
+    # removes the old file too, which this does not rely on).
+    with _locked(test_dir / ".lock"):
+        results_xml.unlink(missing_ok=True)
 
-    # The runner copies os.environ over extra_env and takes PYTHONPATH from sys.path, so the
-    # tool locations must be right in this process's environment itself.
-    prepare_environment()
-    env = {"PYTHONWARNINGS": "error", **(extra_env or {})}
-    runner = get_runner("verilator")
-    abnormal_exit = None
-    try:
-        runner.test(
-            test_module=test_module,
-            hdl_toplevel=toplevel,
-            hdl_toplevel_lang="verilog",
-            testcase=testcase,
-            seed=seed,
-            extra_env=env,
-            waves=waves,
-            plusargs=list(plusargs),
-            build_dir=build_dir,
-            test_dir=test_dir,
-            results_xml=str(results_xml),
-        )
-    except (SystemExit, RuntimeError) as exc:
-        # cocotb reports failed tests with sys.exit() under pytest, and a simulator that exits
-        # non-zero with RuntimeError; judge by the results file, which names the tests.
-        abnormal_exit = f"{type(exc).__name__}: {exc}"
+        # The runner copies os.environ over extra_env and takes PYTHONPATH from sys.path, so the
+        # tool locations must be right in this process's environment itself.
+        prepare_environment()
+        env = {"PYTHONWARNINGS": "error", **(extra_env or {})}
+        runner = get_runner("verilator")
+        abnormal_exit = None
+        try:
+            runner.test(
+                test_module=test_module,
+                hdl_toplevel=toplevel,
+                hdl_toplevel_lang="verilog",
+                testcase=testcase,
+                seed=seed,
+                extra_env=env,
+                waves=waves,
+                plusargs=list(plusargs),
+                build_dir=build_dir,
+                test_dir=test_dir,
+                results_xml=str(results_xml),
+            )
+        except (SystemExit, RuntimeError) as exc:
+            # cocotb reports failed tests with sys.exit() under pytest, and a simulator that exits
+            # non-zero with RuntimeError; judge by the results file, which names the tests.
+            abnormal_exit = f"{type(exc).__name__}: {exc}"
 
-    if not results_xml.is_file():
-        raise AssertionError(
-            f"cocotb run of {test_module} on {toplevel} wrote no results file "
-            f"({abnormal_exit or 'simulator exited normally'}); see the simulator output above. "
-            f"If it shows ModuleNotFoundError, the module may be reachable here only through a "
-            f"relative sys.path entry, which the simulator resolves against {test_dir}"
-        )
-    passed, skipped, failed = _parse_results(results_xml)
+        if not results_xml.is_file():
+            raise AssertionError(
+                f"cocotb run of {test_module} on {toplevel} wrote no results file "
+                f"({abnormal_exit or 'simulator exited normally'}); see the simulator output "
+                f"above. If it shows ModuleNotFoundError, the module may be reachable here only "
+                f"through a relative sys.path entry, which the simulator resolves against "
+                f"{test_dir}"
+            )
+        passed, skipped, failed = _parse_results(results_xml)
     if failed:
         raise AssertionError(
             f"{len(failed)} of {len(passed) + len(skipped) + len(failed)} cocotb test(s) failed "

@@ -186,6 +186,7 @@ def test_smoke_counter_in_verilator(smoke_build):
     assert {name.rsplit(".", 1)[1] for name in result.skipped} == {
         "expected_failure_negative_control",
         "deprecated_call_negative_control",
+        "simulator_dies_negative_control",
     }
 
 
@@ -201,6 +202,16 @@ def test_deprecation_warning_in_simulator_fails_the_wrapper(smoke_build):
         run_cocotb(
             smoke_build, SMOKE_TOP, SMOKE_MODULE, testcase="deprecated_call_negative_control"
         )
+
+
+def test_a_simulator_that_dies_fails_the_wrapper_despite_an_earlier_results_file(smoke_build,
+                                                                                tmp_path):
+    run_cocotb(smoke_build, SMOKE_TOP, SMOKE_MODULE, testcase="counts_up_and_wraps_around",
+               test_dir=tmp_path)
+    assert (tmp_path / "results.xml").is_file()
+    with pytest.raises(AssertionError, match=r"wrote no results file"):
+        run_cocotb(smoke_build, SMOKE_TOP, SMOKE_MODULE,
+                   testcase="simulator_dies_negative_control", test_dir=tmp_path)
 
 
 def test_selection_that_runs_nothing_fails_the_wrapper(smoke_build):

@@ -133,3 +133,11 @@ async def deprecated_call_negative_control(dut):
     """
     # ``units=`` was renamed ``unit=`` in cocotb 2.0 and warns with DeprecationWarning.
     Clock(dut.clk, CLOCK_PERIOD_NS, units="ns")
+
+
+@cocotb.test(timeout_time=10, timeout_unit="us", skip=True)
+async def simulator_dies_negative_control(dut):
+    """Ends the simulator process before cocotb writes its results: proves such a run fails its
+    wrapper even where an earlier run left a results file. Selected only explicitly.
+    """
+    os._exit(3)
