@@ -15,6 +15,7 @@ import numpy as np
 
 from ..config import CoreConfig
 from ..image import CoreImage, NeuronState
+from ..protocol import OPTIONAL_FEATURES
 from ..sim.model import GoldenModel
 
 __all__ = ["Backend", "ModelBackend"]
@@ -23,6 +24,14 @@ __all__ = ["Backend", "ModelBackend"]
 def _is_int(value) -> bool:
     return (isinstance(value, (int, np.integer))
             and not isinstance(value, (bool, np.bool_)))
+
+
+#: Every optional part of a core, by capability name.
+ALL_FEATURES = frozenset(flag.name for flag in OPTIONAL_FEATURES)
+
+#: What each optional part is, in words for messages.
+FEATURE_NAMES = {"PACED": "tick pacing", "WTA": "the winner-take-all pool",
+                 "ADAPTIVE_THRESHOLD": "the adaptive threshold"}
 
 
 class Backend(abc.ABC):
@@ -45,6 +54,12 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def config(self) -> CoreConfig:
         """The sizes of the connected core."""
+
+    @property
+    def features(self) -> frozenset[str]:
+        """The optional parts the core has, by their capability names (``"PACED"``, ``"WTA"``,
+        ``"ADAPTIVE_THRESHOLD"``; see ``docs/protocol.md`` §6). The golden model has them all."""
+        return ALL_FEATURES
 
     def _check_open(self):
         if self._closed:

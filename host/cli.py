@@ -20,6 +20,8 @@ __all__ = ["main"]
 
 
 def _info(args) -> int:
+    from ..protocol import OPTIONAL_FEATURES, Capability
+    from .backend import FEATURE_NAMES
     from .link import Link, LinkException
     from .transport import SerialTransport, TransportError
 
@@ -38,6 +40,13 @@ def _info(args) -> int:
     print(f"clock           {info.clock_hz / 1e6:g} MHz, UART divisor {info.baud_divisor} "
           f"({info.clock_hz / info.baud_divisor / 1e6:g} Mbaud)")
     print(f"buffers         input queue {info.queue_depth} entries, receive {info.rx_buffer} B")
+    has = Capability(info.capabilities)
+    parts = [FEATURE_NAMES[flag.name] for flag in OPTIONAL_FEATURES if has & flag]
+    lacks = [FEATURE_NAMES[flag.name] for flag in OPTIONAL_FEATURES if not has & flag]
+    print(f"optional parts  {', '.join(parts) or 'none'}"
+          + (f" (built without {', '.join(lacks)})" if lacks else ""))
+    memory = "single-ported (SPRAM)" if has & Capability.SPRAM else "dual-ported block RAM"
+    print(f"synapse memory  {memory}")
     print(f"state           tick {status.t}, {'running' if status.running else 'idle'}")
     print(f"losses          {status.rx_overflows} receive overflows, {status.framing_errors} "
           f"framing errors, {status.bad_frames} refused frames")
@@ -68,7 +77,7 @@ def _vboard(args) -> int:
 
 def _demo(args) -> int:
     from . import demo
-    return demo.main(["--backend", args.backend])
+    return demo.run(args)
 
 
 def _seed(text: str) -> int:
@@ -159,8 +168,10 @@ def main(argv=None) -> int:
     vboard = commands.add_parser("vboard", help="start a virtual board and print its port")
     vboard.set_defaults(run=_vboard)
 
+    from . import demo as demo_module
+
     demo = commands.add_parser("demo", help="run the quick-start demo")
-    demo.add_argument("--backend", default="model", help="model, sim, or a port")
+    demo_module.add_arguments(demo)
     demo.set_defaults(run=_demo)
 
     from ..boards.targets import BOARDS

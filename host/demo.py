@@ -22,6 +22,8 @@ import time
 import numpy as np
 from tqdm import tqdm
 
+from ..image import features_needed
+from .backend import FEATURE_NAMES
 from .device import Device
 from .network import Network
 
@@ -74,22 +76,41 @@ def print_responses(title, counts):
         print(f"  detector {d}  " + "".join(f"{c:9d}  " for c in row))
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m plasticore.host.demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The demo's options, for its own command line and for ``plasticore demo``."""
     parser.add_argument("--backend", default="sim",
                         help="sim (the virtual board, default), model, or a serial port")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--epochs", type=int, default=30, help="presentations of each pattern")
     parser.add_argument("--seed", type=int, default=3, help="seed of weights, inputs and RNG")
-    args = parser.parse_args(argv)
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="with a serial port: seconds to wait for each reply (default 1)")
 
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m plasticore.host.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """The demo with parsed options; the exit status."""
     net, pixels, detectors, synapses = build_network(args.seed)
     rng = np.random.default_rng(args.seed)
     if args.backend == "sim":
         print("starting the virtual board (built with Verilator on first use: a minute or two)",
               file=sys.stderr, flush=True)
-    with Device(args.backend) as dev:
+    timeout = {"timeout": args.timeout} if args.timeout is not None else {}
+    with Device(args.backend, **timeout) as dev:
+        lacking = set(features_needed(net.compile(dev.config).image)) - dev.features
+        if lacking:
+            names = _and([FEATURE_NAMES[name] for name in sorted(lacking)])
+            print(f"plasticore demo: its network needs {names}, which the core "
+                  f"on {args.backend!r} was built without (the iCEBreaker's core leaves them "
+                  f"out to fit). Run it on the virtual board (--backend sim), the golden model "
+                  f"(--backend model) or a ULX3S.", file=sys.stderr)
+            return 2
         dev.load(net)
         cfg = dev.config
         print(f"plasticore demo on backend {args.backend!r}: core of {cfg.n_inputs} inputs, "
@@ -144,6 +165,10 @@ def main(argv=None) -> int:
         for g in range(N_PATTERNS):
             print(f"  pattern {g} -> detector {preferred[g]} ({100 * selectivity[g]:.0f}%)")
     return 0
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 if __name__ == "__main__":

@@ -130,8 +130,14 @@ class Device:
         used as it is.
     config : CoreConfig, optional
         The core's sizes for the ``"model"`` and ``"sim"`` backends; by default
-        :class:`CoreConfig() <plasticore.config.CoreConfig>`, the iCEBreaker's core. With another backend it must be None or
-        equal to the backend's (a core on a serial port reports its own sizes).
+        :class:`CoreConfig() <plasticore.config.CoreConfig>`, the iCEBreaker's sizes (with
+        every optional part, unlike the iCEBreaker's core: see :attr:`features`). With another
+        backend it must be None or equal to the backend's (a core on a serial port reports its
+        own sizes).
+    timeout : float, optional
+        For a serial port: seconds to wait for each reply (default 1). A virtual board started
+        with ``plasticore vboard`` simulates the core some 20 times slower than a board runs, so
+        give it more (``Device("sim")`` uses 20).
 
     Raises
     ------
@@ -148,9 +154,12 @@ class Device:
         A device is a context manager: ``with Device("model") as dev:`` closes it on exit.
     """
 
-    def __init__(self, backend="model", *, config: CoreConfig | None = None):
+    def __init__(self, backend="model", *, config: CoreConfig | None = None,
+                 timeout: float | None = None):
         if config is not None and not isinstance(config, CoreConfig):
             raise TypeError(f"config must be a CoreConfig or None, not {config!r}")
+        if timeout is not None and not (isinstance(backend, str) and _is_serial_port(backend)):
+            raise ValueError(f"timeout applies to a serial port, not to backend {backend!r}")
         if isinstance(backend, Backend):
             if config is not None and config != backend.config:
                 raise ValueError(f"config {config} contradicts the backend's {backend.config}")
@@ -162,7 +171,8 @@ class Device:
             from .sim_backend import SimBackend
             backend = SimBackend(config)
         elif _is_serial_port(backend):
-            backend = LinkBackend(SerialTransport(backend))
+            backend = LinkBackend(SerialTransport(backend),
+                                  **({} if timeout is None else {"timeout": timeout}))
             if config is not None and config != backend.config:
                 backend.close()
                 raise ValueError(f"config {config} contradicts the backend's {backend.config}")
@@ -181,6 +191,14 @@ class Device:
     def config(self) -> CoreConfig:
         """The sizes of the connected core."""
         return self._backend.config
+
+    @property
+    def features(self) -> frozenset[str]:
+        """The optional parts of the connected core, by capability name: ``"PACED"`` (tick
+        pacing), ``"WTA"`` (the winner-take-all pool), ``"ADAPTIVE_THRESHOLD"``. The model and
+        the virtual board have them all; a board's core may not (the iCEBreaker's has none).
+        :meth:`load` refuses a network that needs a part the core lacks."""
+        return self._backend.features
 
     @property
     def compiled(self) -> CompiledNetwork | None:

@@ -13,7 +13,7 @@ import numpy as np
 from ..config import NEURON_PARAM_FIELDS, REGISTERS, CoreConfig
 from ..hdl.core import Space, Status
 from ..image import CoreImage, NeuronState, features_needed
-from ..protocol import MAX_WORDS, PROTOCOL_VERSION, Capability
+from ..protocol import MAX_WORDS, OPTIONAL_FEATURES, PROTOCOL_VERSION, Capability
 from ..sim.coreport import decode_readback, syn_address
 from .backend import Backend
 from .link import Link
@@ -87,6 +87,12 @@ class LinkBackend(Backend):
     @property
     def config(self) -> CoreConfig:
         return self._config
+
+    @property
+    def features(self) -> frozenset[str]:
+        """The optional parts the core reports in its IDENTIFY capabilities."""
+        has = Capability(self._link.info.capabilities)
+        return frozenset(flag.name for flag in OPTIONAL_FEATURES if has & flag)
 
     @property
     def link(self) -> Link:

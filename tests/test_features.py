@@ -9,7 +9,7 @@ import pytest
 
 from plasticore.config import CoreConfig
 from plasticore.hdl.core import Space
-from plasticore.host import Device, Network
+from plasticore.host import Device, Network, cli, demo
 from plasticore.host.link import Link
 from plasticore.host.transport import SerialTransport
 from plasticore.image import features_needed
@@ -128,3 +128,47 @@ def test_a_bare_core_runs_what_it_can_exactly_as_the_model():
     np.testing.assert_array_equal(results[0][0], results[1][0])
     np.testing.assert_array_equal(results[0][1], results[1][1])
     assert results[0][0].any()
+
+
+@pytest.mark.parametrize("features, expected", [
+    (BARE, set()),
+    (Capability.WTA, {"WTA"}),
+    (OPTIONAL_FEATURES, {"PACED", "WTA", "ADAPTIVE_THRESHOLD"}),
+])
+def test_devices_and_plasticore_info_report_the_optional_parts(features, expected, capsys):
+    with PtyPeer(ModelPeer(CFG, features=features)) as pty:
+        with Device(pty.path, timeout=SLOW) as board:
+            assert board.features == expected
+        assert cli.main(["info", "--port", pty.path, "--timeout", str(SLOW)]) == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith("optional parts"))
+    names = {"PACED": "tick pacing", "WTA": "the winner-take-all pool",
+             "ADAPTIVE_THRESHOLD": "the adaptive threshold"}
+    has = [names[f] for f in ("PACED", "WTA", "ADAPTIVE_THRESHOLD") if f in expected]
+    lacks = [names[f] for f in ("PACED", "WTA", "ADAPTIVE_THRESHOLD") if f not in expected]
+    assert line == ("optional parts  " + (", ".join(has) or "none")
+                    + (f" (built without {', '.join(lacks)})" if lacks else ""))
+    assert "synapse memory  dual-ported block RAM" in out
+    with Device("model", config=CFG) as model:
+        assert model.features == {"PACED", "WTA", "ADAPTIVE_THRESHOLD"}
+
+
+def test_a_timeout_is_only_for_a_serial_port():
+    with pytest.raises(ValueError, match=r"timeout applies to a serial port, not to backend "
+                                         r"'model'"):
+        Device("model", timeout=5)
+
+
+def test_the_demo_on_a_core_without_its_parts_says_so_and_where_it_runs(capsys):
+    with PtyPeer(ModelPeer(CoreConfig(), features=Capability.WTA)) as pty:
+        assert demo.main(["--backend", pty.path, "--no-progress", "--timeout", str(SLOW)]) == 2
+        with pty.lock:
+            assert not pty.peer.core.model.synapses.any()   # the network was never sent
+    err = capsys.readouterr().err
+    assert (f"plasticore demo: its network needs the adaptive threshold, which the core on "
+            f"{pty.path!r} was built without") in err
+    assert "--backend sim" in err and "Traceback" not in err
+    # The same options reach the demo through the plasticore command, whose default is sim.
+    with pytest.raises(SystemExit):
+        cli.main(["demo", "--help"])
+    assert "sim (the virtual board, default)" in capsys.readouterr().out
