@@ -49,7 +49,7 @@ def _info(args) -> int:
     print(f"synapse memory  {memory}")
     print(f"state           tick {status.t}, {'running' if status.running else 'idle'}")
     print(f"losses          {status.rx_overflows} receive overflows, {status.framing_errors} "
-          f"framing errors, {status.bad_frames} refused frames")
+          f"framing errors, {status.bad_frames} ERROR replies (refused frames and commands)")
     return 0
 
 
@@ -65,7 +65,9 @@ def _vboard(args) -> int:
                                      divisor=settings["divisor"])
     with VirtualBoard(executable) as board:
         print(f"virtual board running on {board.port}")
-        print(f"  open it with Device({board.port!r}) or plasticore info --port {board.port}")
+        # The simulation is slower than a board: replies need more than a port's default 1 s.
+        print(f"  open it with Device({board.port!r}, timeout=20) or plasticore info --port "
+              f"{board.port}")
         print("  Ctrl-C stops it", flush=True)
         try:
             while board.running:

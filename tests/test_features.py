@@ -149,6 +149,8 @@ def test_devices_and_plasticore_info_report_the_optional_parts(features, expecte
     assert line == ("optional parts  " + (", ".join(has) or "none")
                     + (f" (built without {', '.join(lacks)})" if lacks else ""))
     assert "synapse memory  dual-ported block RAM" in out
+    assert ("losses          0 receive overflows, 0 framing errors, 0 ERROR replies (refused "
+            "frames and commands)") in out
     with Device("model", config=CFG) as model:
         assert model.features == {"PACED", "WTA", "ADAPTIVE_THRESHOLD"}
 
