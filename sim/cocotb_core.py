@@ -40,7 +40,7 @@ import numpy as np
 import cocotb
 from cocotb.clock import Clock
 from cocotb.queue import Queue
-from cocotb.triggers import ClockCycles, Event, FallingEdge, ReadOnly, RisingEdge
+from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
 
 from ..config import (NEURON_PARAM_FIELDS, REGISTERS, REGISTERS_BY_NAME, SYNAPSE_FIELDS,
                       CoreConfig)
@@ -48,6 +48,7 @@ from ..hdl.core import ADDRESS_BITS, Command, Kind, Op, Space, Status
 from ..image import CoreImage, NeuronState
 from .coreport import (decode_readback, load_commands, pack_command, readback_commands,
                        unpack_response)
+from .cocotb_queue import QueuedSource
 from .model import GoldenModel
 
 __all__ = [
@@ -89,8 +90,9 @@ def pack_raw_command(op: int, space: int, addr: int = 0, data: int = 0) -> int:
 
 # ---- Bus functional models ------------------------------------------------------------------
 
-class CommandSource:
-    """Drives a stream (the core's ``cmd``) from a queue of payloads.
+class CommandSource(QueuedSource):
+    """Drives a stream (the core's ``cmd``) from a queue of payloads (queue methods:
+    :class:`~.cocotb_queue.QueuedSource`).
 
     Contract
     --------
@@ -115,11 +117,8 @@ class CommandSource:
     """
 
     def __init__(self, clock, payload, valid, ready, *, pause: Iterable | None = None):
+        super().__init__()
         self._clock, self._payload, self._valid, self._ready = clock, payload, valid, ready
-        self._queue: Queue[int] = Queue()
-        self._idle = Event()
-        self._idle.set()
-        self._active = False
         self._pause: Iterator | None = None
         self.set_pause_generator(pause)
         self.sent = 0
@@ -147,29 +146,7 @@ class CommandSource:
 
     def send_nowait(self, payload: int) -> None:
         """Queue one payload."""
-        self._idle.clear()
-        self._queue.put_nowait(int(payload))
-
-    def count(self) -> int:
-        """Payloads queued and not yet offered."""
-        return self._queue.qsize()
-
-    def empty(self) -> bool:
-        """Nothing is queued (a payload may still be on the port)."""
-        return self._queue.empty()
-
-    def idle(self) -> bool:
-        """Nothing is queued and nothing is on the port."""
-        return self.empty() and not self._active
-
-    def clear(self) -> None:
-        """Drop every queued payload (one already offered still transfers)."""
-        while not self._queue.empty():
-            self._queue.get_nowait()
-
-    async def wait(self) -> None:
-        """Wait until every queued payload has transferred."""
-        await self._idle.wait()
+        self._put([int(payload)])
 
     async def _run(self):
         falling = FallingEdge(self._clock)

@@ -25,9 +25,10 @@ import math
 from collections import deque
 
 import cocotb
-from cocotb.queue import Queue
 from cocotb.triggers import (ClockCycles, Event, FallingEdge, RisingEdge, SimTimeoutError,
                              select)
+
+from .cocotb_queue import QueuedSource
 
 __all__ = ["UartSource", "UartSink"]
 
@@ -52,8 +53,9 @@ def _check_stop_bits(stop_bits):
     return stop_bits
 
 
-class UartSource:
-    """Drives a UART line from a queue of bytes.
+class UartSource(QueuedSource):
+    """Drives a UART line from a queue of bytes (queue methods:
+    :class:`~.cocotb_queue.QueuedSource`).
 
     Contract
     --------
@@ -93,10 +95,7 @@ class UartSource:
         self._clock = clock
         self._cycles_per_bit = _cycles_per_bit(divisor, baud_error)
         self._stop_bits = _check_stop_bits(stop_bits)
-        self._queue: Queue[int] = Queue()
-        self._idle = Event()
-        self._idle.set()
-        self._active = False
+        super().__init__()
         self._fraction = 0.0
         self.sent = 0
         self._signal.value = 1
@@ -116,32 +115,7 @@ class UartSource:
 
     def write_nowait(self, data) -> None:
         """Queue *data* for sending."""
-        data = bytes(data)
-        if data:
-            self._idle.clear()
-        for byte in data:
-            self._queue.put_nowait(byte)
-
-    def count(self) -> int:
-        """Bytes queued and not yet started."""
-        return self._queue.qsize()
-
-    def empty(self) -> bool:
-        """No byte is queued (one may still be on the line)."""
-        return self._queue.empty()
-
-    def idle(self) -> bool:
-        """Nothing is queued and nothing is being sent."""
-        return self.empty() and not self._active
-
-    def clear(self) -> None:
-        """Drop every queued byte (a byte on the line is finished)."""
-        while not self._queue.empty():
-            self._queue.get_nowait()
-
-    async def wait(self) -> None:
-        """Wait until every queued byte has been sent, stop bits included."""
-        await self._idle.wait()
+        self._put(bytes(data))
 
     async def _bit(self, level: int) -> None:
         self._signal.value = level
