@@ -787,10 +787,17 @@ class VirtualBoard:
             return
         if process.poll() is None:
             process.kill()
-            try:
-                process.wait(timeout=self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                pass
+            self._wait_killed(process)
+        self._reap(process)
+
+    def _wait_killed(self, process) -> None:
+        try:
+            process.wait(timeout=self.stop_timeout)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def _reap(self, process) -> None:
+        """Release what a process that has ended (or been given up on) still holds."""
         _close_pipes(process)
         if self._finalizer is not None:
             self._finalizer.detach()
@@ -828,15 +835,8 @@ class VirtualBoard:
             except subprocess.TimeoutExpired:
                 process.kill()
                 killed = True
-                try:
-                    process.wait(timeout=self.stop_timeout)
-                except subprocess.TimeoutExpired:
-                    pass
-        _close_pipes(process)
-        if self._finalizer is not None:
-            self._finalizer.detach()
-            self._finalizer = None
-        self.returncode = process.returncode
+                self._wait_killed(process)
+        self._reap(process)
         log_text = self._read_log()
         exits = _EXIT_LINE.findall(log_text)
         self.exit_stats = BoardStats.parse(exits[-1]) if exits else None
