@@ -54,15 +54,12 @@ def _info(args) -> int:
 
 
 def _vboard(args) -> int:
-    from ..hdl.soc import SoC
-    from ..sim.vboard import VirtualBoard, build_virtual_board
-    from .sim_backend import VIRTUAL_BOARD
+    from ..sim.vboard import VirtualBoard
+    from .sim_backend import build_executable
 
-    settings = dict(VIRTUAL_BOARD)
-    config = settings.pop("config")
-    print("building the virtual board (cached after the first time)...", flush=True)
-    executable = build_virtual_board(SoC(config, **settings), "vboard_cli",
-                                     divisor=settings["divisor"])
+    what = f"the {args.board} SoC" if args.board else "the virtual board"
+    print(f"building {what} (cached after the first time)...", flush=True)
+    executable = build_executable(board=args.board)
     with VirtualBoard(executable) as board:
         print(f"virtual board running on {board.port}")
         # The simulation is slower than a board: replies need more than a port's default 1 s.
@@ -167,7 +164,12 @@ def main(argv=None) -> int:
     info.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for a reply")
     info.set_defaults(run=_info)
 
+    from ..boards.targets import BOARDS
+
     vboard = commands.add_parser("vboard", help="start a virtual board and print its port")
+    vboard.add_argument("--board", choices=list(BOARDS), default=None,
+                        help="simulate this board's own SoC (its sizes, parts and clock) rather "
+                             "than the full-featured virtual board")
     vboard.set_defaults(run=_vboard)
 
     from . import demo as demo_module
@@ -175,8 +177,6 @@ def main(argv=None) -> int:
     demo = commands.add_parser("demo", help="run the quick-start demo")
     demo_module.add_arguments(demo)
     demo.set_defaults(run=_demo)
-
-    from ..boards.targets import BOARDS
 
     build = commands.add_parser("build", help="build a board's bitstream (cached)")
     build.add_argument("--board", required=True, choices=list(BOARDS))

@@ -6,9 +6,12 @@ potential and synapse word must be the same as on the golden model.
 """
 
 import numpy as np
+import pytest
 
+from plasticore.boards.targets import board_named
 from plasticore.config import CoreConfig
 from plasticore.host import Device, Network
+from plasticore.host.sim_backend import SimBackend
 
 CONFIG = CoreConfig(n_inputs=8, n_neurons=8, n_recurrent=4)
 
@@ -43,9 +46,9 @@ def run(backend, config, **network):
     return first, second, weights, fields, state, counters
 
 
-def test_model_and_virtual_board_agree_bit_for_bit_with_learning_on():
-    model = run("model", CONFIG)
-    board = run("sim", CONFIG)
+def assert_same(model, board):
+    """Two :func:`run` results agree in every spike, potential, synapse field, neuron state and
+    counter, and the run was not trivial."""
     for a, b in zip(model[:2], board[:2]):
         assert np.array_equal(a.spikes, b.spikes)
         assert np.array_equal(a.v, b.v)
@@ -61,3 +64,22 @@ def test_model_and_virtual_board_agree_bit_for_bit_with_learning_on():
     for name in ("ticks", "pre_events", "synaptic_ops", "post_spikes", "ltd_writes",
                  "ltp_writes"):
         assert model[5][name] == board[5][name], name
+
+
+def test_model_and_virtual_board_agree_bit_for_bit_with_learning_on():
+    assert_same(run("model", CONFIG), run("sim", CONFIG))
+
+
+def test_the_icebreakers_own_soc_agrees_with_the_model():
+    """The gateware the iCEBreaker's bitstream is built from (the UP5K preset: no tick pacing,
+    winner-take-all pool, adaptive threshold or source-group list; hash in two halves; its
+    12 MHz clock and divisor 4), simulated whole, against the golden model of its core."""
+    icebreaker = board_named("icebreaker")
+    with Device(SimBackend(board="icebreaker")) as dev:
+        info = dev.backend.link.info
+        assert dev.config == icebreaker.preset.config and dev.features == set()
+        assert (info.clock_hz, info.baud_divisor) == (icebreaker.clock_hz, icebreaker.divisor)
+        with pytest.raises(ValueError, match=r"WTA \(neurons .*built without"):
+            dev.load(learning_network()[0])
+        assert_same(run("model", icebreaker.preset.config, wta=False, th_plus=0),
+                    run(dev.backend, None, wta=False, th_plus=0))
