@@ -70,16 +70,23 @@ def test_model_and_virtual_board_agree_bit_for_bit_with_learning_on():
     assert_same(run("model", CONFIG), run("sim", CONFIG))
 
 
-def test_the_icebreakers_own_soc_agrees_with_the_model():
-    """The gateware the iCEBreaker's bitstream is built from (the UP5K preset: no tick pacing,
-    winner-take-all pool, adaptive threshold or source-group list; hash in two halves; its
-    12 MHz clock and divisor 4), simulated whole, against the golden model of its core."""
-    icebreaker = board_named("icebreaker")
-    with Device(SimBackend(board="icebreaker")) as dev:
+@pytest.mark.parametrize("name", ["icebreaker", "ulx3s-85f"])
+def test_a_boards_own_soc_agrees_with_the_model(name):
+    """The gateware a board's bitstream is built from, simulated whole, against the golden model
+    of its core: the iCEBreaker's (the UP5K preset: no tick pacing, winner-take-all pool,
+    adaptive threshold or source-group list; the hash in two halves; one SPRAM bank at 12 MHz)
+    and the ULX3S-85F's (eight block-RAM banks, every part, 21 MHz)."""
+    board = board_named(name)
+    preset = board.preset
+    parts = {"PACED": preset.paced, "WTA": preset.wta,
+             "ADAPTIVE_THRESHOLD": preset.adaptive_threshold}
+    network = dict(wta=preset.wta, th_plus=30 if preset.adaptive_threshold else 0)
+    with Device(SimBackend(board=name)) as dev:
         info = dev.backend.link.info
-        assert dev.config == icebreaker.preset.config and dev.features == set()
-        assert (info.clock_hz, info.baud_divisor) == (icebreaker.clock_hz, icebreaker.divisor)
-        with pytest.raises(ValueError, match=r"WTA \(neurons .*built without"):
-            dev.load(learning_network()[0])
-        assert_same(run("model", icebreaker.preset.config, wta=False, th_plus=0),
-                    run(dev.backend, None, wta=False, th_plus=0))
+        assert dev.config == preset.config and info.banks == preset.banks
+        assert dev.features == {part for part, built in parts.items() if built}
+        assert (info.clock_hz, info.baud_divisor) == (board.clock_hz, board.divisor)
+        if not preset.wta:
+            with pytest.raises(ValueError, match=r"WTA \(neurons .*built without"):
+                dev.load(learning_network()[0])
+        assert_same(run("model", preset.config, **network), run(dev.backend, None, **network))
