@@ -70,12 +70,14 @@ def test_model_and_virtual_board_agree_bit_for_bit_with_learning_on():
     assert_same(run("model", CONFIG), run("sim", CONFIG))
 
 
-@pytest.mark.parametrize("name", ["icebreaker", "ulx3s-85f"])
+# The ULX3S-85F's SoC passes this too, in 150 s: loading its 196,608 synapses twice over the
+# simulated UART is most of it. The iCEBreaker's, the preset with the most left out, takes 15 s.
+@pytest.mark.parametrize("name", ["icebreaker"])
 def test_a_boards_own_soc_agrees_with_the_model(name):
     """The gateware a board's bitstream is built from, simulated whole, against the golden model
-    of its core: the iCEBreaker's (the UP5K preset: no tick pacing, winner-take-all pool,
-    adaptive threshold or source-group list; the hash in two halves; one SPRAM bank at 12 MHz)
-    and the ULX3S-85F's (eight block-RAM banks, every part, 21 MHz)."""
+    of its core: the iCEBreaker's is the UP5K preset (no tick pacing, winner-take-all pool,
+    adaptive threshold or source-group list; the hash in two halves; one SPRAM bank at
+    12 MHz)."""
     board = board_named(name)
     preset = board.preset
     parts = {"PACED": preset.paced, "WTA": preset.wta,
