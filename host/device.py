@@ -196,7 +196,8 @@ class Device:
     def features(self) -> frozenset[str]:
         """The optional parts of the connected core, by capability name: ``"PACED"`` (tick
         pacing), ``"WTA"`` (the winner-take-all pool), ``"ADAPTIVE_THRESHOLD"``. The model and
-        the virtual board have them all; a board's core may not (the iCEBreaker's has none).
+        the default virtual board have them all; a board's core, or a virtual board of one
+        (``SimBackend(board=...)``), may not (the iCEBreaker's has none).
         :meth:`load` refuses a network that needs a part the core lacks."""
         return self._backend.features
 
