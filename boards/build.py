@@ -44,7 +44,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from .. import cache_root
+from .. import cache_root, write_atomically
 from .. import config as _config
 from .. import hdl as _hdl
 from .targets import Board
@@ -373,7 +373,7 @@ def build(board: Board, *, seed: int = 1, build_root: Path | None = None, force:
         directory = root / f"{board.name}-{_plan_digest(plan, board, seed, env)}"
         result = _run(plan, board, seed, directory, env, force, say)
         index.parent.mkdir(parents=True, exist_ok=True)
-        index.write_text(directory.name + "\n")
+        write_atomically(index, directory.name + "\n")
     if not result.ok:
         raise BuildError(f"{board.name}: {result.message}", result.log)
     return result
@@ -442,5 +442,6 @@ def _run(plan, board: Board, seed: int, directory: Path, env: dict, force: bool,
                 data.update(ok=False, message="nextpnr reported no Fmax for the SoC's clock")
             else:
                 data.update(ok=True, message="")
-        (directory / "result.json").write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+        write_atomically(directory / "result.json",
+                         json.dumps(data, indent=1, sort_keys=True) + "\n")
         return _result_from(directory, False)

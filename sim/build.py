@@ -21,7 +21,6 @@ import importlib.util
 import json
 import os
 import re
-import tempfile
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -33,6 +32,7 @@ import cocotb_tools.config
 from amaranth.back import verilog
 from cocotb_tools.runner import get_runner
 
+from .. import write_atomically
 from .toolchain import check_host_tools, prepare_environment, verilator_root
 
 __all__ = [
@@ -90,15 +90,6 @@ def _sha1(data: str | bytes) -> str:
     return hashlib.sha1(data).hexdigest()
 
 
-def _write_atomically(path: Path, data: str) -> None:
-    # Readers (another xdist worker, make) see either no file or the whole file, never a prefix.
-    with tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False
-    ) as temporary:
-        temporary.write(data)
-    os.replace(temporary.name, path)
-
-
 def write_verilog(
     component_or_elaboratable,
     name: str,
@@ -143,7 +134,7 @@ def write_verilog(
     path = folder / f"{name}.v"
     if not path.is_file():
         folder.mkdir(parents=True, exist_ok=True)
-        _write_atomically(path, text)
+        write_atomically(path, text)
     return path
 
 
@@ -293,7 +284,7 @@ def build_cocotb(
                 f"Verilator build of {toplevel} in {build_dir} produced no binary; "
                 f"log {log_path} ends with:\n{_log_tail(log_path)}"
             )
-        _write_atomically(build_dir / _STAMP_NAME, stamp)
+        write_atomically(build_dir / _STAMP_NAME, stamp)
     return build_dir
 
 

@@ -54,7 +54,7 @@ from dataclasses import dataclass, fields
 from importlib import metadata
 from pathlib import Path
 
-from ... import cache_root
+from ... import cache_root, write_atomically
 from ..build import DEFAULT_BUILD_ARGS, VerilatorBuildError, write_verilog
 from ..toolchain import check_host_tools, prepare_environment, verilator_root
 
@@ -203,14 +203,6 @@ def _copy_atomically(source: Path, destination: Path) -> None:
         with open(source, "rb") as data:
             shutil.copyfileobj(data, temporary)
     os.replace(temporary.name, destination)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False
-    ) as temporary:
-        temporary.write(text)
-    os.replace(temporary.name, path)
 
 
 _HARNESS_PORTS = {"clk": "input", "rst": "input", "uart_rx": "input", "uart_tx": "output"}
@@ -430,7 +422,7 @@ def build_virtual_board(
             )
             for obj in _RUNTIME_OBJECTS:
                 _copy_atomically(build_dir / obj, runtime_dir / obj)
-        _write_atomically(build_dir / _STAMP_NAME, stamp)
+        write_atomically(build_dir / _STAMP_NAME, stamp)
     return executable
 
 
